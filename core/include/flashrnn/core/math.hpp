@@ -1,0 +1,29 @@
+// Scalar activation functions usable on host and device, overloaded for
+// float and double so that cells are written once for both precisions.
+#pragma once
+#include <cmath>
+
+#include "config.hpp"
+
+namespace flashrnn {
+namespace math {
+
+FLASHRNN_HOST_DEVICE inline float exp(float x) { return ::expf(x); }
+FLASHRNN_HOST_DEVICE inline double exp(double x) { return ::exp(x); }
+FLASHRNN_HOST_DEVICE inline float tanh(float x) { return ::tanhf(x); }
+FLASHRNN_HOST_DEVICE inline double tanh(double x) { return ::tanh(x); }
+FLASHRNN_HOST_DEVICE inline float abs(float x) { return ::fabsf(x); }
+FLASHRNN_HOST_DEVICE inline double abs(double x) { return ::fabs(x); }
+
+// 1 / (1 + e^-x): saturates to exactly 0 or 1 for |x| ~ 1e4 without NaN
+// (e^-x overflows to inf and 1/inf = 0).
+FLASHRNN_HOST_DEVICE inline float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
+FLASHRNN_HOST_DEVICE inline double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+
+template <class T>
+FLASHRNN_HOST_DEVICE inline bool is_finite(T x) {
+  return x - x == x - x;  // false for inf and NaN; works in device code without <cmath>
+}
+
+}  // namespace math
+}  // namespace flashrnn
