@@ -17,6 +17,7 @@
 #include "error.hpp"
 #include "lane_adjoint.hpp"
 #include "lane_forward.hpp"
+#include "lane_block.hpp"
 #include "lane_io.hpp"
 #include "options.hpp"
 #include "serial_exec.hpp"
@@ -130,6 +131,12 @@ SolveReport solve_forward(const Backend& be, const View<const S>& u, const View<
   };
   if (time_parallel) {
     solve_lanes(0, lanes, be.time_exec());
+  } else if (report.mode_used == Mode::sequential) {
+    be.for_blocks(lanes, 1, [&](index_t begin, index_t end) {
+      detail::for_lane_runs(begin, end, H, [&](index_t b, index_t j0, index_t j1) {
+        detail::sequential_lane_block<Cell, R, S>(u, p, s0, states, final_state, b, j0, j1);
+      });
+    });
   } else {
     be.for_blocks(lanes, 1, [&](index_t begin, index_t end) { solve_lanes(begin, end, SerialExec{}); });
   }
