@@ -136,7 +136,16 @@ LaneResult newton_lane(const Exec& exec, index_t T, const R* u, const R* p, cons
         [&](index_t t) { return detail::damped_update<K>(states + t * K, maps[t].c, np); },
         detail::StepError::join);
     const bool exact = np.damping == R(1) && k >= T;
-    if (detail::finish_iteration(result, k, err, exact)) break;
+    if (detail::finish_iteration(result, k, err, exact)) {
+      // Damped iterations converge only linearly, so the damped iterate is about
+      // one tolerance from the solution; the full step (the scan's result) is
+      // quadratically closer. Converged: return that instead.
+      if (result.converged && np.damping != R(1))
+        exec.for_each(T, [&](index_t t) {
+          for (int i = 0; i < K; ++i) states[t * K + i] = maps[t].c[i];
+        });
+      break;
+    }
   }
   return result;
 }
@@ -223,7 +232,13 @@ LaneResult newton_chunked_lane(const Exec& exec, index_t T, index_t chunk, const
         [&](index_t m) { return detail::damped_update<K>(x + (m + 1) * K, maps[m].c, np); },
         detail::StepError::join);
     const bool exact = np.damping == R(1) && k >= nc - 1;
-    if (detail::finish_iteration(result, k, err, exact)) break;
+    if (detail::finish_iteration(result, k, err, exact)) {
+      if (result.converged && np.damping != R(1))  // full final step, as in newton_lane
+        exec.for_each(nc - 1, [&](index_t m) {
+          for (int i = 0; i < K; ++i) x[(m + 1) * K + i] = maps[m].c[i];
+        });
+      break;
+    }
   }
   exec.for_each(nc, [&](index_t m) {
     const index_t begin = m * chunk, end = std::min(T, begin + chunk);
