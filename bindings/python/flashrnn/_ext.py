@@ -1,0 +1,152 @@
+"""Bridge to the native extension flashrnn._C: DLPack hand-off, streams,
+solver options and the solve report."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+from torch.utils.dlpack import to_dlpack
+
+try:
+    from . import _C  # noqa: F401
+    HAVE_EXTENSION = True
+    _IMPORT_ERROR: Optional[BaseException] = None
+except ImportError as exc:  # pragma: no cover - exercised only without a build
+    _C = None
+    HAVE_EXTENSION = False
+    _IMPORT_ERROR = exc
+
+if HAVE_EXTENSION:
+    ConvergenceError = _C.ConvergenceError
+else:  # pragma: no cover
+    class ConvergenceError(RuntimeError):
+        """Newton did not converge and on_nonconvergence='raise'."""
+
+MODES = ("auto", "sequential", "newton", "newton_chunked")
+POLICIES = ("fallback_sequential", "raise", "keep_last_iterate")
+_MODE_CODE = {m: i for i, m in enumerate(MODES)}
+
+
+def ext():
+    """The native module, or a clear error saying how to build it."""
+    if _C is None:
+        raise ImportError(
+            "flashrnn: the native extension flashrnn._C is not built/importable "
+            f"({_IMPORT_ERROR}). Build with cmake -DFLASHRNN_ENABLE_PYTHON=ON and put "
+            "<build>/python on PYTHONPATH, or `pip install .`")
+    return _C
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+    """How the forward recurrence is solved (see flashrnn/core/options.hpp).
+
+    mode: 'auto' (backend's tuning table), 'sequential', 'newton', 'newton_chunked'.
+    max_iters: Newton iterations at most. atol/rtol: stopping tolerances
+    (None = the precision's default). damping in (0, 1]. chunk_length: steps
+    per chunk for 'newton_chunked' (0 = automatic). on_nonconvergence:
+    'fallback_sequential' (default), 'raise', 'keep_last_iterate'.
+    num_threads: CPU threads (0 = all).
+    """
+    mode: str = "auto"
+    max_iters: int = 50
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    damping: float = 1.0
+    chunk_length: int = 0
+    on_nonconvergence: str = "fallback_sequential"
+    check_finite: bool = True
+    num_threads: int = 0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"flashrnn: mode must be one of {MODES}, got {self.mode!r}")
+        if self.on_nonconvergence not in POLICIES:
+            raise ValueError(f"flashrnn: on_nonconvergence must be one of {POLICIES}, "
+                             f"got {self.on_nonconvergence!r}")
+        if not isinstance(self.max_iters, int) or self.max_iters < 1:
+            raise ValueError(f"flashrnn: max_iters must be an int >= 1, got {self.max_iters!r}")
+        if not (0.0 < float(self.damping) <= 1.0):
+            raise ValueError(f"flashrnn: damping must be in (0, 1], got {self.damping!r}")
+        for name in ("atol", "rtol"):
+            v = getattr(self, name)
+            if v is not None and not (float(v) >= 0.0):
+                raise ValueError(f"flashrnn: {name} must be >= 0 or None, got {v!r}")
+
+    def native_kwargs(self) -> dict:
+        return dict(mode=self.mode, max_iters=int(self.max_iters),
+                    atol=-1.0 if self.atol is None else float(self.atol),
+                    rtol=-1.0 if self.rtol is None else float(self.rtol),
+                    damping=float(self.damping), chunk_length=int(self.chunk_length),
+                    on_nonconvergence=self.on_nonconvergence,
+                    check_finite=bool(self.check_finite))
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveReport:
+    """What a forward solve did: mode used, Newton iterations (max over lanes),
+    final residual, whether every lane converged, lanes solved and lanes
+    recomputed by sequential stepping."""
+    mode: str
+    iterations: int
+    final_residual: float
+    converged: bool
+    lanes: int
+    lanes_fell_back: int
+    nonfinite_detected: bool = False
+
+    # A report crosses autograd / torch.library boundaries as a float64 tensor.
+    def to_tensor(self) -> torch.Tensor:
+        return torch.tensor([_MODE_CODE.get(self.mode, 0), self.iterations, self.final_residual,
+                             float(self.converged), self.lanes, self.lanes_fell_back,
+                             float(self.nonfinite_detected)], dtype=torch.float64)
+
+    @staticmethod
+    def from_tensor(t: torch.Tensor) -> "SolveReport":
+        v = t.detach().cpu().tolist()
+        return SolveReport(MODES[int(v[0])], int(v[1]), float(v[2]), bool(v[3]), int(v[4]),
+                           int(v[5]), bool(v[6]))
+
+    @staticmethod
+    def from_dict(d: dict) -> "SolveReport":
+        mode = "newton_chunked" if d["mode"] == "newton_chunked" else d["mode"]
+        return SolveReport(mode, int(d["iterations"]), float(d["final_residual"]),
+                           bool(d["converged"]), int(d["lanes"]), int(d["lanes_fell_back"]),
+                           bool(d.get("nonfinite_detected", False)))
+
+
+REPORT_SIZE = 7
+
+
+def dl(t: Optional[torch.Tensor]):
+    """A DLPack capsule sharing t's memory (None stays None)."""
+    if t is None:
+        return None
+    return to_dlpack(t.detach())
+
+
+def stream_of(t: torch.Tensor) -> int:
+    """The current CUDA stream of t's device as an int (0 on the CPU)."""
+    if t.device.type == "cuda":
+        return int(torch.cuda.current_stream(t.device).cuda_stream)
+    return 0
+
+
+SUPPORTED_DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float64, torch.bfloat16, torch.float16),
+}
+
+
+def check_dtype_device(where: str, name: str, t: torch.Tensor) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{where}: '{name}' must be a torch.Tensor, got {type(t).__name__}")
+    allowed = SUPPORTED_DTYPES.get(t.device.type)
+    if allowed is None:
+        raise ValueError(f"{where}: '{name}' is on device '{t.device}'; FlashRNN runs on cpu and cuda")
+    if t.dtype not in allowed:
+        extra = (" (bfloat16/float16 run on CUDA only; use float32 on the CPU)"
+                 if t.dtype in (torch.bfloat16, torch.float16) else "")
+        raise TypeError(f"{where}: '{name}' has dtype {t.dtype}; on {t.device.type} FlashRNN "
+                        f"supports {', '.join(str(d) for d in allowed)}{extra}")
