@@ -27,11 +27,16 @@ class PyLSTM(flashrnn.PythonCell):
         return torch.stack([c2, o * torch.tanh(c2)])
 
 
-@flashrnn.cell(state_dim=3, input_dim=3, param_dim=9, jacobian="quasi_diagonal")
+@flashrnn.cell(state_dim=3, input_dim=3, param_dim=9)
 def mixing(s, u, p):
     """A cell whose state components interact (dense 3x3 Jacobian)."""
     W = p.reshape(3, 3)
-    return torch.tanh(0.5 * (W @ s) + u)
+    return torch.tanh(0.5 * (W * s).sum(-1) + u)
+
+
+@flashrnn.cell(state_dim=3, input_dim=3, param_dim=9, jacobian="quasi_diagonal")
+def mixing_quasi(s, u, p):
+    return mixing.step(s, u, p)
 
 
 def _data(G, P, K, T=16, B=2, H=3, seed=0):
@@ -69,9 +74,12 @@ def test_python_cell_equals_builtin(c, builtin):
 
 
 def test_dense_jacobian_cell_gradcheck():
-    u, p, s0 = _data(3, 9, 3, T=6, B=2, H=2)
-    states, rep = flashrnn.generic_solve(mixing, u, p, s0)
-    torch.testing.assert_close(states, _loop(mixing, u, p, s0), rtol=1e-9, atol=1e-10)
+    u, p, s0 = _data(3, 9, 3, T=8, B=2, H=2)
+    for c in (mixing, mixing_quasi):
+        states, rep = flashrnn.generic_solve(c, u, p, s0)
+        torch.testing.assert_close(states, _loop(mixing, u, p, s0), rtol=1e-9, atol=1e-10)
+        assert flashrnn.SolveReport.from_tensor(rep).converged
+    u, p, s0 = _data(3, 9, 3, T=4, B=1, H=2)
     args = tuple(t.clone().requires_grad_(True) for t in (u, p, s0))
     assert torch.autograd.gradcheck(lambda a, b, c: flashrnn.generic_solve(mixing, a, b, c)[0], args)
 
