@@ -301,7 +301,6 @@ struct KokkosLane : KokkosBackend<flashrnn::kokkos::Strategy::lane_sequential, S
   static constexpr const char* name = "kokkos lane_sequential";
 };
 
-using AllBackends = std::tuple<NativeSerial, NativeThreaded, KokkosRange, KokkosTeam, KokkosLane>;
 
 template <class S>
 double max_abs_diff(const std::vector<S>& a, const std::vector<double>& b) {
@@ -322,3 +321,8 @@ Problem<double> widen(const Problem<S>& pb) {
 }
 
 }  // namespace kt
+
+// The backend list of every templated test case, spelled out so that Catch2
+// names each instance after its backend ("... - kt::KokkosTeam") and ctest
+// can run (and report) one backend at a time.
+#define KT_BACKENDS kt::NativeSerial, kt::NativeThreaded, kt::KokkosRange, kt::KokkosTeam, kt::KokkosLane

@@ -85,13 +85,13 @@ void forward_suite() {
 }
 }  // namespace
 
-TEMPLATE_LIST_TEST_CASE("forward agrees with the fp64 sequential reference", "[kokkos][forward]", AllBackends) {
+TEMPLATE_TEST_CASE("forward agrees with the fp64 sequential reference", "[kokkos][forward]", KT_BACKENDS) {
   SECTION("ParaGRU") { forward_suite<TestType, flashrnn::cells::ParaGRU>(); }
   SECTION("ParaLSTM") { forward_suite<TestType, flashrnn::cells::ParaLSTM>(); }
   SECTION("DiagTanh") { forward_suite<TestType, flashrnn::cells::DiagTanh>(); }
 }
 
-TEMPLATE_LIST_TEST_CASE("gradients agree with the fp64 sequential adjoint", "[kokkos][backward]", AllBackends) {
+TEMPLATE_TEST_CASE("gradients agree with the fp64 sequential adjoint", "[kokkos][backward]", KT_BACKENDS) {
   SECTION("ParaGRU") {
     check_backward<TestType, flashrnn::cells::ParaGRU, double>(2, 41, 3, 11);
     check_backward<TestType, flashrnn::cells::ParaGRU, float>(2, 41, 3, 12);
@@ -106,7 +106,7 @@ TEMPLATE_LIST_TEST_CASE("gradients agree with the fp64 sequential adjoint", "[ko
   }
 }
 
-TEMPLATE_LIST_TEST_CASE("Newton iteration counts match the native backend", "[kokkos][report]", AllBackends) {
+TEMPLATE_TEST_CASE("Newton iteration counts match the native backend", "[kokkos][report]", KT_BACKENDS) {
   using Cell = flashrnn::cells::ParaLSTM;
   const auto pb = make_problem<Cell, double>(2, 200, 3, 21);
   for (Mode mode : {Mode::newton, Mode::newton_chunked}) {

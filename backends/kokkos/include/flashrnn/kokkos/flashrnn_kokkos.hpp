@@ -75,7 +75,7 @@ SolveReport forward(const ExecSpace& space, const UView& u, const PView& p, cons
   const View<const S> s0d = state_view(s0, K, where, "s0");
   const View<S> sd = sequence_view(states, K, where, "states");
   const View<S> fd = state_view(final_state, K, where, "final_state");
-  return solve_forward<Cell, S, S>(space, ud, pd, s0d, sd, fd, options, kokkos_options);
+  return kokkos::solve_forward<Cell, S, S>(space, ud, pd, s0d, sd, fd, options, kokkos_options);
 }
 
 /// forward() on the default execution space.
@@ -114,7 +114,7 @@ void backward(const ExecSpace& space, const UView& u, const PView& p, const S0Vi
   detail::require_accessible<ExecSpace, GS0View>();
   constexpr const char* where = "flashrnn::kokkos::backward";
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
-  solve_backward<Cell, S, S>(space, View<const S>(sequence_view(u, G, where, "u")),
+  kokkos::solve_backward<Cell, S, S>(space, View<const S>(sequence_view(u, G, where, "u")),
                              View<const S>(param_view(p)), View<const S>(state_view(s0, K, where, "s0")),
                              View<const S>(sequence_view(states, K, where, "states")),
                              View<const S>(sequence_view(grad_states, K, where, "grad_states")),
@@ -147,7 +147,7 @@ void step(const ExecSpace& space, const UView& u_t, const PView& p, const SPrevV
   detail::require_accessible<ExecSpace, SNextView>();
   constexpr const char* where = "flashrnn::kokkos::step";
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
-  solve_step<Cell, S, S>(space, View<const S>(state_view(u_t, G, where, "u_t")), View<const S>(param_view(p)),
+  kokkos::solve_step<Cell, S, S>(space, View<const S>(state_view(u_t, G, where, "u_t")), View<const S>(param_view(p)),
                          View<const S>(state_view(s_prev, K, where, "s_prev")),
                          View<S>(state_view(s_next, K, where, "s_next")));
 }
