@@ -10,7 +10,7 @@
 #define FLASHRNN_HOST_DEVICE
 #endif
 
-#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(__CUDACC__) || defined(__HIPCC__)
 #define FLASHRNN_UNROLL _Pragma("unroll")
 #elif defined(__clang__)
 #define FLASHRNN_UNROLL _Pragma("unroll")

@@ -1,0 +1,767 @@
+// The fused kernels of the CUDA backend, templated on the cell (its `step`
+// struct; Jacobians come from the dual numbers of core/cell.hpp), the storage
+// type S and the compute type R.
+//
+// Thread layout of the block kernels: tid = y * LT + x, x = lane within the
+// block's tile of LT lanes (consecutive units j, so loads coalesce), y = chunk.
+// A block owns a segment of NC * L steps of its LT lanes; a long sequence is a
+// chain of segments whose blocks take tickets in segment order and hand the
+// state across the segment boundary through global memory (a chained scan:
+// every block first solves its segment from a guessed incoming state in
+// parallel with the others, then waits for its predecessor's exact end state
+// and finishes Newton from there, which takes one or two iterations).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "flashrnn/core/affine.hpp"
+#include "flashrnn/core/cell.hpp"
+#include "flashrnn/core/math.hpp"
+#include "flashrnn/core/views.hpp"
+#include "flashrnn/cuda/api.hpp"
+
+namespace flashrnn {
+namespace cuda {
+namespace detail {
+
+template <class S>
+struct compute_type {
+  using type = S;
+};
+template <>
+struct compute_type<__nv_bfloat16> {
+  using type = float;
+};
+template <>
+struct compute_type<__half> {
+  using type = float;
+};
+
+__device__ __forceinline__ float load_r(const float* p) { return __ldg(p); }
+__device__ __forceinline__ double load_r(const double* p) { return __ldg(p); }
+__device__ __forceinline__ float load_r(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float load_r(const __half* p) { return __half2float(*p); }
+
+__device__ __forceinline__ void store_r(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_r(double* p, double v) { *p = v; }
+__device__ __forceinline__ void store_r(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void store_r(__half* p, float v) { *p = __float2half_rn(v); }
+
+template <class R>
+__device__ __forceinline__ bool finite(R x) {
+  return math::is_finite(x);
+}
+
+/// Per-lane addressing of a view: element (t, c) of lane (b, j).
+template <class S>
+struct LanePtr {
+  S* base;
+  index_t st, sc;
+  __device__ LanePtr(const View<S>& v, index_t b, index_t j)
+      : base(v.data ? v.data + b * v.stride_b + j * v.stride_h : nullptr),
+        st(v.stride_t),
+        sc(v.stride_c) {}
+  __device__ S* at(index_t t, int c) const { return base + t * st + c * sc; }
+};
+
+/// Everything a forward kernel needs, passed by value.
+template <class S, class R>
+struct FwdArgs {
+  View<const S> u, p, s0;
+  View<S> states, final_state;
+  index_t T, H, lanes;
+  int LT, NC, n_tiles;
+  index_t n_seg, seg_len;
+  int max_iters;
+  R atol, rtol, damping;
+  int policy;  // OnNonConvergence as int
+  R* carry;    // n_seg x lanes x K: end state of every segment
+  int* flags;  // n_seg x n_tiles: 1 once carry of (segment, tile) is written
+  int* counter;
+  DeviceReport* rep;
+};
+
+template <class S, class R>
+struct BwdArgs {
+  View<const S> u, p, s0, states, grad_states, grad_final;
+  View<S> grad_u, grad_s0;
+  index_t T, H, lanes;
+  int LT, NC, n_tiles;
+  index_t n_seg, seg_len;
+  R* carry;     // n_seg x lanes x K: λ at the first step of every segment
+  int* flags;   // n_seg x n_tiles
+  int* counter;
+  R* partial;   // n_seg x lanes x P: per-segment parameter-gradient partials (or null)
+};
+
+// ---- report -------------------------------------------------------------
+
+__device__ __forceinline__ void report_max_int(int* addr, int v) {
+  if (v > *reinterpret_cast<volatile int*>(addr)) atomicMax(addr, v);
+}
+__device__ __forceinline__ void report_max_double(unsigned long long* addr, double v) {
+  if (!(v > 0.0)) return;  // zero and NaN leave the max alone (NaN sets `nonfinite`)
+  const unsigned long long bits = static_cast<unsigned long long>(__double_as_longlong(v));
+  if (bits > *reinterpret_cast<volatile unsigned long long*>(addr)) atomicMax(addr, bits);
+}
+
+/// Block-wide max of a per-thread value (all threads call; result valid in thread 0).
+template <class R>
+__device__ R block_max(R v, R* sh_red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) sh_red[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < nw; ++w) v = fmax(v, sh_red[w]);
+  return v;
+}
+
+// ---- block scan of affine maps along y -----------------------------------
+
+/// Inclusive scan over the chunks y of each lane x (forward: map_y ∘ ... ∘ map_0;
+/// reverse: map_y ∘ ... ∘ map_{NC-1}). All threads call. On return sh[tid]
+/// holds this thread's inclusive value, visible to the whole block.
+template <class R, int K>
+__device__ Affine<R, K> block_scan_y(Affine<R, K> m, Affine<R, K>* sh, int y, int LT, int NC,
+                                     bool reverse) {
+  const int tid = threadIdx.x;
+  sh[tid] = m;
+  __syncthreads();
+  for (int d = 1; d < NC; d <<= 1) {
+    const bool has = reverse ? (y + d < NC) : (y >= d);
+    Affine<R, K> other;
+    if (has) other = sh[reverse ? tid + d * LT : tid - d * LT];
+    __syncthreads();
+    if (has) {
+      m = compose(m, other);
+      sh[tid] = m;
+    }
+    __syncthreads();
+  }
+  return m;
+}
+
+/// acc <- A acc (K x K).
+template <class R, int K>
+__device__ __forceinline__ void left_multiply(const R* A, R* acc) {
+  R out[K * K];
+#pragma unroll
+  for (int i = 0; i < K; ++i)
+#pragma unroll
+    for (int j = 0; j < K; ++j) {
+      R s = R(0);
+#pragma unroll
+      for (int k = 0; k < K; ++k) s += A[i * K + k] * acc[k * K + j];
+      out[i * K + j] = s;
+    }
+#pragma unroll
+  for (int i = 0; i < K * K; ++i) acc[i] = out[i];
+}
+
+// ---- chained hand-over between segment blocks -------------------------------
+
+__device__ __forceinline__ void wait_flag(const int* flag) {
+  if (threadIdx.x == 0) {
+    while (*reinterpret_cast<const volatile int*>(flag) == 0) __nanosleep(32);
+    __threadfence();
+  }
+  __syncthreads();
+}
+__device__ __forceinline__ void raise_flag(int* flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) atomicExch(flag, 1);
+}
+template <class R>
+__device__ __forceinline__ R load_volatile(const R* p) {
+  return *reinterpret_cast<const volatile R*>(p);
+}
+
+__device__ __forceinline__ int take_ticket(int* counter, int* sh) {
+  if (threadIdx.x == 0) *sh = atomicAdd(counter, 1);
+  __syncthreads();
+  return *sh;
+}
+
+// ---- sequential forward: one thread per lane, exact stepping ---------------
+
+template <class Cell, class S, class R, int D>
+__global__ void __launch_bounds__(128) sequential_forward_kernel(FwdArgs<S, R> a) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int PP = P > 0 ? P : 1;
+  const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (lane >= a.lanes) return;
+  const index_t b = lane / a.H, j = lane % a.H;
+  const LanePtr<const S> u(a.u, b, j);
+  const LanePtr<S> st(a.states, b, j);
+  R p[PP], s[K];
+  bool bad = false;
+#pragma unroll
+  for (int q = 0; q < P; ++q) {
+    p[q] = load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h);
+    bad |= !finite(p[q]);
+  }
+  const LanePtr<const S> s0(a.s0, b, j);
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    s[k] = s0.base ? load_r(s0.at(0, k)) : R(0);
+    bad |= !finite(s[k]);
+  }
+  R buf[D][G];
+#pragma unroll
+  for (int i = 0; i < D; ++i)
+#pragma unroll
+    for (int g = 0; g < G; ++g) buf[i][g] = i < a.T ? load_r(u.at(i, g)) : R(0);
+  for (index_t t0 = 0; t0 < a.T; t0 += D) {
+    R cur[D][G];
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+#pragma unroll
+      for (int g = 0; g < G; ++g) cur[i][g] = buf[i][g];
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+#pragma unroll
+      for (int g = 0; g < G; ++g)
+        buf[i][g] = t0 + D + i < a.T ? load_r(u.at(t0 + D + i, g)) : R(0);
+#pragma unroll
+    for (int i = 0; i < D; ++i) {
+      if (t0 + i < a.T) {
+        R nx[K];
+#pragma unroll
+        for (int g = 0; g < G; ++g) bad |= !finite(cur[i][g]);
+        cell_step<Cell>(s, cur[i], p, nx);
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          s[k] = nx[k];
+          if (st.base) store_r(st.at(t0 + i, k), nx[k]);
+        }
+      }
+    }
+  }
+  if (a.final_state.data) {
+    const LanePtr<S> fs(a.final_state, b, j);
+#pragma unroll
+    for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
+  }
+  if (bad && a.rep) a.rep->input_nonfinite = 1;
+}
+
+// ---- Newton forward (chunked; L = 1 is per-step Newton) ----------------------
+
+template <class Cell, class S, class R, int L>
+__global__ void __launch_bounds__(256) newton_forward_kernel(FwdArgs<S, R> a) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int PP = P > 0 ? P : 1;
+  using Map = Affine<R, K>;
+  __shared__ Map sh_map[256];
+  __shared__ R sh_red[8];
+  __shared__ int sh_ticket;
+
+  const int ticket = a.n_seg > 1 ? take_ticket(a.counter, &sh_ticket) : static_cast<int>(blockIdx.x);
+  const index_t seg = ticket / a.n_tiles;
+  const int tile = ticket % a.n_tiles;
+  const int x = threadIdx.x % a.LT, y = threadIdx.x / a.LT;
+  const index_t lane = static_cast<index_t>(tile) * a.LT + x;
+  const bool valid_lane = lane < a.lanes;
+  const index_t b = valid_lane ? lane / a.H : 0, j = valid_lane ? lane % a.H : 0;
+  const index_t seg_begin = seg * a.seg_len;
+  const index_t t0 = seg_begin + static_cast<index_t>(y) * L;
+  const index_t left = a.T - t0;
+  const int n = valid_lane ? static_cast<int>(left <= 0 ? 0 : (left < L ? left : L)) : 0;
+  const bool active = n > 0;
+  // Chunks holding steps in this segment (block-uniform).
+  const index_t seg_steps = (a.T - seg_begin) < a.seg_len ? (a.T - seg_begin) : a.seg_len;
+  const int nc_active = static_cast<int>((seg_steps + L - 1) / L);
+
+  const LanePtr<const S> u(a.u, b, j);
+  R ur[L][G];
+  R p[PP];
+  bool bad = false;
+#pragma unroll
+  for (int i = 0; i < L; ++i)
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      ur[i][g] = i < n ? load_r(u.at(t0 + i, g)) : R(0);
+      bad |= !finite(ur[i][g]);
+    }
+#pragma unroll
+  for (int q = 0; q < P; ++q) {
+    p[q] = valid_lane ? load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h) : R(0);
+    bad |= !finite(p[q]);
+  }
+
+  // Incoming state of this thread's chunk: s0 for the very first chunk, else
+  // the guess f(0, u at the step before).
+  R xin[K];
+  if (active && t0 == 0) {
+    const LanePtr<const S> s0(a.s0, b, j);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      xin[k] = s0.base ? load_r(s0.at(0, k)) : R(0);
+      bad |= !finite(xin[k]);
+    }
+  } else if (active) {
+    R zero[K], ug[G];
+#pragma unroll
+    for (int k = 0; k < K; ++k) zero[k] = R(0);
+#pragma unroll
+    for (int g = 0; g < G; ++g) ug[g] = load_r(u.at(t0 - 1, g));
+    cell_step<Cell>(zero, ug, p, xin);
+  } else {
+#pragma unroll
+    for (int k = 0; k < K; ++k) xin[k] = R(0);
+  }
+
+  int iters = 0;
+  R resid = R(0);
+  bool nonfinite = false;
+  // Newton on the chunk boundaries with chunk 0's incoming state held fixed.
+  // Returns true when converged (block-uniform).
+  auto newton = [&](int max_iters) -> bool {
+    if (nc_active <= 1) return true;
+    for (int k = 1; k <= max_iters; ++k) {
+      Map m = Map::identity();
+      if (active) {
+        R s[K], phi[K * K];
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+          s[i] = xin[i];
+#pragma unroll
+          for (int jj = 0; jj < K; ++jj) phi[i * K + jj] = i == jj ? R(1) : R(0);
+        }
+#pragma unroll
+        for (int i = 0; i < L; ++i) {
+          if (i < n) {
+            R nx[K], A[K * K];
+            cell_step_state_jacobian<Cell>(s, ur[i], p, nx, A);
+            left_multiply<R, K>(A, phi);
+#pragma unroll
+            for (int q = 0; q < K; ++q) s[q] = nx[q];
+          }
+        }
+        if (y == 0) {
+          m = Map::constant(s);
+        } else {
+#pragma unroll
+          for (int i = 0; i < K; ++i) {
+            R c = s[i];
+#pragma unroll
+            for (int jj = 0; jj < K; ++jj) {
+              m.A[i * K + jj] = phi[i * K + jj];
+              c -= phi[i * K + jj] * xin[jj];
+            }
+            m.c[i] = c;
+          }
+        }
+      }
+      block_scan_y<R, K>(m, sh_map, y, a.LT, a.NC, false);
+      bool not_conv = false;
+      if (active && y > 0) {
+        const Map& prev = sh_map[threadIdx.x - a.LT];
+        R r = R(0);
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+          const R delta = prev.c[i] - xin[i];
+          const R next = xin[i] + a.damping * delta;
+          if (!finite(next)) nonfinite = true;
+          const R ad = fabs(delta);
+          r = fmax(r, ad);
+          if (!(ad <= a.atol + a.rtol * fabs(next))) not_conv = true;
+          xin[i] = next;
+        }
+        resid = r;
+      }
+      ++iters;
+      const bool any_nf = __syncthreads_or(nonfinite);
+      if (any_nf) return false;
+      const bool any = __syncthreads_or(not_conv);
+      const bool exact = a.damping == R(1) && k >= nc_active - 1;
+      if (!any || exact) return true;
+    }
+    return false;
+  };
+
+  if (seg > 0) newton(a.max_iters);  // from the guessed incoming state, in parallel
+  iters = 0;
+  resid = R(0);
+  if (seg > 0) {
+    wait_flag(a.flags + (seg - 1) * a.n_tiles + tile);
+    if (active && y == 0) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) xin[k] = load_volatile(a.carry + ((seg - 1) * a.lanes + lane) * K + k);
+    }
+  }
+  const bool converged = newton(a.max_iters);
+  const bool fallback = !converged && a.policy == static_cast<int>(OnNonConvergence::fallback_sequential);
+
+  const LanePtr<S> st(a.states, b, j);
+  const index_t seg_last = seg_begin + seg_steps - 1;
+  if (!fallback) {
+    if (active) {
+      R s[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) s[k] = xin[k];
+#pragma unroll
+      for (int i = 0; i < L; ++i) {
+        if (i < n) {
+          R nx[K];
+          cell_step<Cell>(s, ur[i], p, nx);
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            s[k] = nx[k];
+            if (st.base) store_r(st.at(t0 + i, k), nx[k]);
+          }
+        }
+      }
+      if (t0 + n - 1 == seg_last) {
+        if (a.carry)
+#pragma unroll
+          for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = s[k];
+        if (seg_last == a.T - 1 && a.final_state.data) {
+          const LanePtr<S> fs(a.final_state, b, j);
+#pragma unroll
+          for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
+        }
+      }
+    }
+  } else if (y == 0 && valid_lane) {
+    // Exact stepping over the whole segment from its exact incoming state.
+    R s[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) s[k] = xin[k];
+    for (index_t t = seg_begin; t <= seg_last; ++t) {
+      R ug[G], nx[K];
+#pragma unroll
+      for (int g = 0; g < G; ++g) ug[g] = load_r(u.at(t, g));
+      cell_step<Cell>(s, ug, p, nx);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        s[k] = nx[k];
+        if (st.base) store_r(st.at(t, k), nx[k]);
+      }
+    }
+    if (a.carry)
+#pragma unroll
+      for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = s[k];
+    if (seg_last == a.T - 1 && a.final_state.data) {
+      const LanePtr<S> fs(a.final_state, b, j);
+#pragma unroll
+      for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
+    }
+  }
+  if (a.n_seg > 1 && seg + 1 < a.n_seg) raise_flag(a.flags + seg * a.n_tiles + tile);
+
+  if (a.rep) {
+    const R bmax = block_max(resid, sh_red);
+    const bool any_bad = __syncthreads_or(bad);
+    if (threadIdx.x == 0) {
+      report_max_int(&a.rep->iterations, iters);
+      report_max_double(&a.rep->residual_bits, static_cast<double>(bmax));
+      if (!converged) a.rep->not_converged = 1;
+      if (nonfinite) a.rep->nonfinite = 1;
+      if (any_bad) a.rep->input_nonfinite = 1;
+      if (fallback) {
+        const index_t first = static_cast<index_t>(tile) * a.LT;
+        const index_t nl = a.lanes - first < a.LT ? a.lanes - first : a.LT;
+        atomicAdd(&a.rep->lanes_fell_back, static_cast<unsigned long long>(nl));
+      }
+    }
+    if (nonfinite) a.rep->nonfinite = 1;
+  }
+}
+
+// ---- backward -----------------------------------------------------------------
+
+/// Upstream gradient g_t (+ grad_final at the last step).
+template <int K, class S, class R>
+__device__ __forceinline__ void upstream(const LanePtr<const S>& gs, const LanePtr<const S>& gf,
+                                         index_t T, index_t t, R* g) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    R v = gs.base ? load_r(gs.at(t, k)) : R(0);
+    if (t == T - 1 && gf.base) v += load_r(gf.at(0, k));
+    g[k] = v;
+  }
+}
+
+/// State entering step t (s0 or zeros at t = 0).
+template <int K, class S, class R>
+__device__ __forceinline__ void state_before(const LanePtr<const S>& st, const LanePtr<const S>& s0,
+                                             index_t t, R* s) {
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+    s[k] = t > 0 ? load_r(st.at(t - 1, k)) : (s0.base ? load_r(s0.at(0, k)) : R(0));
+}
+
+template <int G, class S, class R>
+__device__ __forceinline__ void load_u(const LanePtr<const S>& u, index_t t, R* ug) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) ug[g] = load_r(u.at(t, g));
+}
+
+/// One reverse step: given λ_t and the full Jacobian at step t, writes
+/// grad_u_t, accumulates grad_p, and returns A_t^T λ_t in `back`.
+template <int K, int G, int P, class S, class R>
+__device__ __forceinline__ void adjoint_step(const R* A, const R* Ju, const R* Jp, const R* lam,
+                                             const LanePtr<S>& gu, index_t t, R* gp, R* back) {
+  if (gu.base) {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      R acc = R(0);
+#pragma unroll
+      for (int i = 0; i < K; ++i) acc += Ju[i * G + g] * lam[i];
+      store_r(gu.at(t, g), acc);
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < P; ++q) {
+    R acc = R(0);
+#pragma unroll
+    for (int i = 0; i < K; ++i) acc += Jp[i * P + q] * lam[i];
+    gp[q] += acc;
+  }
+#pragma unroll
+  for (int jj = 0; jj < K; ++jj) {
+    R acc = R(0);
+#pragma unroll
+    for (int i = 0; i < K; ++i) acc += A[i * K + jj] * lam[i];
+    back[jj] = acc;
+  }
+}
+
+/// Reverse sweep, one thread per lane: exact adjoint with no storage.
+template <class Cell, class S, class R>
+__global__ void __launch_bounds__(128) sequential_backward_kernel(BwdArgs<S, R> a) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int PP = P > 0 ? P : 1;
+  const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (lane >= a.lanes) return;
+  const index_t b = lane / a.H, j = lane % a.H;
+  const LanePtr<const S> u(a.u, b, j), st(a.states, b, j), s0(a.s0, b, j),
+      gs(a.grad_states, b, j), gf(a.grad_final, b, j);
+  const LanePtr<S> gu(a.grad_u, b, j);
+  R p[PP], gp[PP];
+#pragma unroll
+  for (int q = 0; q < P; ++q) {
+    p[q] = load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h);
+    gp[q] = R(0);
+  }
+  R lam[K];
+  upstream<K>(gs, gf, a.T, a.T - 1, lam);
+  R back[K];
+  for (index_t t = a.T - 1; t >= 0; --t) {
+    R prev[K], ug[G], f[K], A[K * K], Ju[K * G], Jp[K * PP];
+    state_before<K>(st, s0, t, prev);
+    load_u<G>(u, t, ug);
+    cell_step_full_jacobian<Cell>(prev, ug, p, f, A, Ju, Jp);
+    adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu, t, gp, back);
+    if (t > 0) {
+      upstream<K>(gs, gf, a.T, t - 1, lam);
+#pragma unroll
+      for (int k = 0; k < K; ++k) lam[k] += back[k];
+    }
+  }
+  if (a.grad_s0.data) {
+    const LanePtr<S> g0(a.grad_s0, b, j);
+#pragma unroll
+    for (int k = 0; k < K; ++k) store_r(g0.at(0, k), back[k]);
+  }
+  if (a.partial)
+#pragma unroll
+    for (int q = 0; q < P; ++q) a.partial[lane * P + q] = gp[q];
+}
+
+/// Parallel adjoint: each thread owns L steps of one lane. Pass 1 builds the
+/// chunk's reverse map λ_begin = M λ_end + c from state Jacobians; a block
+/// scan and the chained hand-over give every chunk its exact λ_end; pass 2
+/// walks the chunk again with full Jacobians writing grad_u and summing grad_p.
+template <class Cell, class S, class R, int L>
+__global__ void __launch_bounds__(256) parallel_backward_kernel(BwdArgs<S, R> a) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int PP = P > 0 ? P : 1;
+  using Map = Affine<R, K>;
+  __shared__ Map sh_map[256];
+  __shared__ R sh_gp[P > 0 ? 256 : 1];
+  __shared__ int sh_ticket;
+
+  const int ticket = a.n_seg > 1 ? take_ticket(a.counter, &sh_ticket) : static_cast<int>(blockIdx.x);
+  const index_t seg = a.n_seg - 1 - ticket / a.n_tiles;  // last segment first
+  const int tile = ticket % a.n_tiles;
+  const int x = threadIdx.x % a.LT, y = threadIdx.x / a.LT;
+  const index_t lane = static_cast<index_t>(tile) * a.LT + x;
+  const bool valid_lane = lane < a.lanes;
+  const index_t b = valid_lane ? lane / a.H : 0, j = valid_lane ? lane % a.H : 0;
+  const index_t seg_begin = seg * a.seg_len;
+  const index_t t0 = seg_begin + static_cast<index_t>(y) * L;
+  const index_t left = a.T - t0;
+  const int n = valid_lane ? static_cast<int>(left <= 0 ? 0 : (left < L ? left : L)) : 0;
+  const bool active = n > 0;
+  const index_t t_end = t0 + n;  // first step after the chunk
+
+  const LanePtr<const S> u(a.u, b, j), st(a.states, b, j), s0(a.s0, b, j),
+      gs(a.grad_states, b, j), gf(a.grad_final, b, j);
+  const LanePtr<S> gu(a.grad_u, b, j);
+  R p[PP];
+#pragma unroll
+  for (int q = 0; q < P; ++q) p[q] = valid_lane ? load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h) : R(0);
+
+  // A_{t_end}: the state Jacobian of the step after the chunk (zero past T).
+  R A_after[K * K];
+#pragma unroll
+  for (int i = 0; i < K * K; ++i) A_after[i] = R(0);
+  if (active && t_end < a.T) {
+    R prev[K], ug[G], f[K];
+    state_before<K>(st, s0, t_end, prev);
+    load_u<G>(u, t_end, ug);
+    cell_step_state_jacobian<Cell>(prev, ug, p, f, A_after);
+  }
+
+  // Pass 1: M maps λ_{t_end} to λ_{t0}.
+  Map M = Map::identity();
+  if (active) {
+    R A_next[K * K];
+#pragma unroll
+    for (int i = 0; i < K * K; ++i) A_next[i] = A_after[i];
+    for (int i = n - 1; i >= 0; --i) {
+      const index_t t = t0 + i;
+      R g[K];
+      upstream<K>(gs, gf, a.T, t, g);
+      const Map step = transposed_linear<R, K>(A_next, g);
+      M = compose(step, M);
+      if (i > 0) {
+        R prev[K], ug[G], f[K];
+        state_before<K>(st, s0, t, prev);
+        load_u<G>(u, t, ug);
+        cell_step_state_jacobian<Cell>(prev, ug, p, f, A_next);
+      }
+    }
+  }
+  const Map incl = block_scan_y<R, K>(M, sh_map, y, a.LT, a.NC, true);
+
+  // λ entering the segment from the right (zero for the last segment).
+  R lam_in[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) lam_in[k] = R(0);
+  if (seg + 1 < a.n_seg) {
+    wait_flag(a.flags + (seg + 1) * a.n_tiles + tile);
+    if (valid_lane) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) lam_in[k] = load_volatile(a.carry + ((seg + 1) * a.lanes + lane) * K + k);
+    }
+  }
+  // λ_{t_end} for this chunk: the scan of the chunks to the right applied to lam_in.
+  R lam[K];
+  {
+    const bool has_right = y + 1 < a.NC;
+    if (has_right) {
+      const Map& r = sh_map[threadIdx.x + a.LT];
+      r.apply(lam_in, lam);
+    } else {
+#pragma unroll
+      for (int k = 0; k < K; ++k) lam[k] = lam_in[k];
+    }
+  }
+  if (y == 0 && valid_lane && a.n_seg > 1) {
+    R lam0[K];
+    incl.apply(lam_in, lam0);
+#pragma unroll
+    for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = lam0[k];
+  }
+  if (a.n_seg > 1 && seg > 0) raise_flag(a.flags + seg * a.n_tiles + tile);
+
+  // Pass 2: λ_t = A_{t+1}^T λ_{t+1} + g_t, walking down with full Jacobians.
+  R gp[PP];
+#pragma unroll
+  for (int q = 0; q < PP; ++q) gp[q] = R(0);
+  if (active) {
+    R back[K];
+    {
+      R tmp[K];
+#pragma unroll
+      for (int jj = 0; jj < K; ++jj) {
+        R acc = R(0);
+#pragma unroll
+        for (int i = 0; i < K; ++i) acc += A_after[i * K + jj] * lam[i];
+        tmp[jj] = acc;
+      }
+#pragma unroll
+      for (int k = 0; k < K; ++k) back[k] = tmp[k];
+    }
+    for (int i = n - 1; i >= 0; --i) {
+      const index_t t = t0 + i;
+      R g[K];
+      upstream<K>(gs, gf, a.T, t, g);
+#pragma unroll
+      for (int k = 0; k < K; ++k) lam[k] = g[k] + back[k];
+      R prev[K], ug[G], f[K], A[K * K], Ju[K * G], Jp[K * PP];
+      state_before<K>(st, s0, t, prev);
+      load_u<G>(u, t, ug);
+      cell_step_full_jacobian<Cell>(prev, ug, p, f, A, Ju, Jp);
+      adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu, t, gp, back);
+    }
+    if (t0 == 0 && a.grad_s0.data) {
+      const LanePtr<S> g0(a.grad_s0, b, j);
+#pragma unroll
+      for (int k = 0; k < K; ++k) store_r(g0.at(0, k), back[k]);
+    }
+  }
+  // Fixed-order tree over the chunks of each lane, then one partial per lane and segment.
+  if (P > 0 && a.partial) {
+    for (int q = 0; q < P; ++q) {
+      __syncthreads();
+      sh_gp[threadIdx.x] = gp[q];
+      __syncthreads();
+      for (int d = 1; d < a.NC; d <<= 1) {
+        if ((y % (2 * d)) == 0 && y + d < a.NC) sh_gp[threadIdx.x] += sh_gp[threadIdx.x + d * a.LT];
+        __syncthreads();
+      }
+      if (y == 0 && valid_lane) a.partial[(seg * a.lanes + lane) * P + q] = sh_gp[threadIdx.x];
+    }
+  }
+}
+
+/// grad_p(q, j) = Σ_b Σ_seg partial[seg][b*H + j][q], in that fixed order.
+template <class S, class R>
+__global__ void reduce_param_grad_kernel(const R* partial, index_t n_seg, index_t B, index_t H,
+                                         int P, View<S> grad_p) {
+  const index_t idx = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= H * P) return;
+  const index_t q = idx / H, j = idx % H;
+  const index_t lanes = B * H;
+  double acc = 0.0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t s = 0; s < n_seg; ++s)
+      acc += static_cast<double>(partial[(s * lanes + b * H + j) * P + q]);
+  store_r(grad_p.data + q * grad_p.stride_c + j * grad_p.stride_h, static_cast<R>(acc));
+}
+
+// ---- step-by-step inference ------------------------------------------------------
+
+template <class Cell, class S, class R>
+__global__ void step_kernel(View<const S> u, View<const S> pv, View<const S> s_prev, View<S> s_next,
+                            index_t H, index_t lanes) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int PP = P > 0 ? P : 1;
+  const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (lane >= lanes) return;
+  const index_t b = lane / H, j = lane % H;
+  R ug[G], p[PP], s[K], nx[K];
+#pragma unroll
+  for (int g = 0; g < G; ++g) ug[g] = load_r(u.data + b * u.stride_b + g * u.stride_c + j * u.stride_h);
+#pragma unroll
+  for (int q = 0; q < P; ++q) p[q] = load_r(pv.data + q * pv.stride_c + j * pv.stride_h);
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+    s[k] = load_r(s_prev.data + b * s_prev.stride_b + k * s_prev.stride_c + j * s_prev.stride_h);
+  cell_step<Cell>(s, ug, p, nx);
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+    store_r(s_next.data + b * s_next.stride_b + k * s_next.stride_c + j * s_next.stride_h, nx[k]);
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace flashrnn

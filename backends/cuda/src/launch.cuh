@@ -1,0 +1,334 @@
+// Host side of the CUDA backend: argument checks, the choice of kernel and
+// launch shape (tuning.hpp), stream-ordered workspace and error handling.
+// Included by the per-(cell, dtype) translation units, which instantiate it.
+#pragma once
+#include <climits>
+#include <string>
+
+#include "flashrnn/core/solver.hpp"  // detail::check_forward_args and friends
+#include "flashrnn/core/validate.hpp"
+#include "flashrnn/cuda/api.hpp"
+#include "flashrnn/cuda/tuning.hpp"
+#include "kernels.cuh"
+
+namespace flashrnn {
+namespace cuda {
+namespace detail {
+
+inline void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+    throw BackendError(flashrnn::detail::concat("flashrnn::cuda: ", what, " failed: ",
+                                                cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));
+  }
+}
+inline void check_launch(const char* kernel) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw BackendError(flashrnn::detail::concat("flashrnn::cuda: launch of kernel ", kernel,
+                                                " failed: ", cudaGetErrorName(e), " (",
+                                                cudaGetErrorString(e), ")"));
+}
+
+/// Every data pointer must be device-accessible memory.
+template <class T>
+void check_device(const char* where, const char* arg, const View<T>& v) {
+  if (v.data == nullptr) return;
+  cudaPointerAttributes attr{};
+  const cudaError_t e = cudaPointerGetAttributes(&attr, v.data);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    flashrnn::detail::fail_argument(
+        where, arg, "device memory",
+        flashrnn::detail::concat("a pointer CUDA does not recognise (", cudaGetErrorName(e), ")"));
+  }
+  if (attr.type == cudaMemoryTypeUnregistered || attr.type == cudaMemoryTypeHost)
+    flashrnn::detail::fail_argument(where, arg, "device memory (cudaMalloc or managed)",
+                                    "host memory");
+}
+
+/// A stream-ordered workspace freed on the same stream.
+struct Workspace {
+  void* ptr = nullptr;
+  cudaStream_t stream;
+  Workspace(std::size_t bytes, cudaStream_t s, const char* what) : stream(s) {
+    if (bytes) check_cuda(cudaMallocAsync(&ptr, bytes, s), what);
+  }
+  ~Workspace() {
+    if (ptr) (void)cudaFreeAsync(ptr, stream);
+  }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+};
+
+inline std::size_t align_up(std::size_t n) { return (n + 255) / 256 * 256; }
+
+inline int pick_chunk(const SolverOptions& o) {
+  if (o.mode == Mode::newton) return 1;
+  const index_t want = o.chunk_length > 0 ? o.chunk_length : tuning::default_chunk_length;
+  int best = tuning::chunk_lengths[0];
+  for (int c : tuning::chunk_lengths)
+    if (c <= want) best = c;
+  return best;
+}
+
+struct BlockShape {
+  int LT, NC, n_tiles;
+  index_t seg_len, n_seg;
+};
+inline BlockShape block_shape(index_t lanes, index_t T, int L, const char* where) {
+  BlockShape s;
+  s.LT = tuning::lanes_per_block(lanes);
+  s.NC = tuning::block_threads / s.LT;
+  s.n_tiles = static_cast<int>((lanes + s.LT - 1) / s.LT);
+  s.seg_len = static_cast<index_t>(s.NC) * L;
+  s.n_seg = (T + s.seg_len - 1) / s.seg_len;
+  if (static_cast<double>(s.n_tiles) * static_cast<double>(s.n_seg) > INT_MAX)
+    flashrnn::detail::fail_argument(where, "u", "at most 2^31 blocks of work",
+                                    flashrnn::detail::concat(s.n_tiles, " x ", s.n_seg));
+  return s;
+}
+
+template <class Cell, class S, class R, int L>
+void launch_newton(const FwdArgs<S, R>& a, int blocks, cudaStream_t stream) {
+  newton_forward_kernel<Cell, S, R, L><<<blocks, tuning::block_threads, 0, stream>>>(a);
+  check_launch("newton_forward_kernel");
+}
+
+template <class Cell, class S, class R, int L>
+void launch_backward(const BwdArgs<S, R>& a, int blocks, cudaStream_t stream) {
+  parallel_backward_kernel<Cell, S, R, L><<<blocks, tuning::block_threads, 0, stream>>>(a);
+  check_launch("parallel_backward_kernel");
+}
+
+}  // namespace detail
+
+template <class Cell, class S>
+Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
+                   View<S> final_state, const SolverOptions& options, DeviceReport* report,
+                   cudaStream_t stream) {
+  using R = typename detail::compute_type<S>::type;
+  constexpr int K = cell_traits<Cell>::K;
+  constexpr const char* where = "flashrnn::cuda::forward";
+  SolverOptions chk = options;
+  chk.check_finite = false;  // device data: checked inside the kernels instead
+  flashrnn::detail::check_forward_args<Cell, S>(where, u, p, s0, states, final_state, chk);
+  detail::check_device(where, "u", u);
+  detail::check_device(where, "p", p);
+  detail::check_device(where, "s0", s0);
+  detail::check_device(where, "states", states);
+  detail::check_device(where, "final_state", final_state);
+
+  const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
+  const Mode mode = options.mode == Mode::automatic ? tuning::choose_mode(lanes, T, sizeof(S))
+                                                    : options.mode;
+  if (report) detail::check_cuda(cudaMemsetAsync(report, 0, sizeof(DeviceReport), stream), "cudaMemsetAsync(report)");
+  const double tol = default_tolerance<R>();
+  const double atol = options.atol < 0 ? tol : options.atol;
+  const double rtol = options.rtol < 0 ? tol : options.rtol;
+  detail::FwdArgs<S, R> a{u, p, s0, states, final_state, T, H, lanes, 1, 1, 1, 1, 1,
+                          options.max_iters, static_cast<R>(atol), static_cast<R>(rtol),
+                          static_cast<R>(options.damping),
+                          static_cast<int>(options.on_nonconvergence), nullptr, nullptr, nullptr,
+                          report};
+  if (mode == Mode::sequential) {
+    const index_t blocks = (lanes + tuning::sequential_block_threads - 1) / tuning::sequential_block_threads;
+    detail::sequential_forward_kernel<Cell, S, R, tuning::sequential_prefetch>
+        <<<static_cast<unsigned>(blocks), tuning::sequential_block_threads, 0, stream>>>(a);
+    detail::check_launch("sequential_forward_kernel");
+    return mode;
+  }
+  const int L = detail::pick_chunk(options);
+  const detail::BlockShape sh = detail::block_shape(lanes, T, L, where);
+  a.LT = sh.LT;
+  a.NC = sh.NC;
+  a.n_tiles = sh.n_tiles;
+  a.n_seg = sh.n_seg;
+  a.seg_len = sh.seg_len;
+  std::size_t carry_bytes = 0, flag_bytes = 0;
+  if (sh.n_seg > 1) {
+    carry_bytes = detail::align_up(static_cast<std::size_t>(sh.n_seg * lanes * K) * sizeof(R));
+    flag_bytes = static_cast<std::size_t>(sh.n_seg * sh.n_tiles + 1) * sizeof(int);
+  }
+  detail::Workspace ws(carry_bytes + flag_bytes, stream, "cudaMallocAsync(forward workspace)");
+  if (sh.n_seg > 1) {
+    a.carry = static_cast<R*>(ws.ptr);
+    a.flags = reinterpret_cast<int*>(static_cast<char*>(ws.ptr) + carry_bytes);
+    a.counter = a.flags + sh.n_seg * sh.n_tiles;
+    detail::check_cuda(cudaMemsetAsync(a.flags, 0, flag_bytes, stream), "cudaMemsetAsync(forward flags)");
+  }
+  const int blocks = static_cast<int>(sh.n_tiles * sh.n_seg);
+  switch (L) {
+    case 1: detail::launch_newton<Cell, S, R, 1>(a, blocks, stream); break;
+    case 8: detail::launch_newton<Cell, S, R, 8>(a, blocks, stream); break;
+    default: detail::launch_newton<Cell, S, R, 16>(a, blocks, stream); break;
+  }
+  return mode;
+}
+
+template <class Cell, class S>
+SolveReport forward(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
+                    View<S> final_state, const SolverOptions& options, cudaStream_t stream) {
+  constexpr const char* where = "flashrnn::cuda::forward";
+  DeviceReport* d = nullptr;
+  detail::check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&d), sizeof(DeviceReport), stream),
+                     "cudaMallocAsync(report)");
+  Mode mode;
+  try {
+    mode = forward_async<Cell, S>(u, p, s0, states, final_state, options, d, stream);
+  } catch (...) {
+    (void)cudaFreeAsync(d, stream);
+    throw;
+  }
+  DeviceReport h{};
+  const cudaError_t e1 = cudaMemcpyAsync(&h, d, sizeof(DeviceReport), cudaMemcpyDeviceToHost, stream);
+  (void)cudaFreeAsync(d, stream);
+  detail::check_cuda(e1, "cudaMemcpyAsync(report)");
+  detail::check_cuda(cudaStreamSynchronize(stream),
+                     "flashrnn::cuda::forward kernels (seen at the report's cudaStreamSynchronize)");
+  const SolveReport rep = to_solve_report(h, mode, u.batch * u.units);
+  if (options.check_finite && h.input_nonfinite)
+    flashrnn::detail::fail_argument(where, "u/p/s0", "finite values", "inf or NaN");
+  if (!rep.converged && options.on_nonconvergence == OnNonConvergence::throw_error)
+    throw ConvergenceError(flashrnn::detail::concat(
+        where, ": Newton (", to_string(rep.mode_used), ") did not converge in ", rep.iterations,
+        " iterations (max_iters = ", options.max_iters, "); final residual ", rep.final_residual,
+        rep.nonfinite_detected ? "; non-finite iterates" : "",
+        ". Raise max_iters, use damping < 1, or OnNonConvergence::fallback_sequential."));
+  return rep;
+}
+
+template <class Cell, class S>
+void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
+              View<const S> grad_states, View<const S> grad_final, View<S> grad_u, View<S> grad_p,
+              View<S> grad_s0, cudaStream_t stream) {
+  using R = typename detail::compute_type<S>::type;
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr const char* where = "flashrnn::cuda::backward";
+  using flashrnn::detail::check_no_alias;
+  using flashrnn::detail::check_output_strides;
+  using flashrnn::detail::check_view;
+  if (u.data == nullptr) flashrnn::detail::fail_argument(where, "u", "a non-null data pointer", "nullptr");
+  flashrnn::detail::check_shape_positive(where, u.steps, u.batch, u.units);
+  const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
+  check_view(where, "u", u, T, B, G, H);
+  check_view(where, "p", p, 1, 1, P, H, P == 0);
+  check_view(where, "s0", s0, 1, B, K, H, true);
+  check_view(where, "states", states, T, B, K, H);
+  check_view(where, "grad_states", grad_states, T, B, K, H, true);
+  check_view(where, "grad_final", grad_final, 1, B, K, H, true);
+  check_view(where, "grad_u", grad_u, T, B, G, H, true);
+  check_view(where, "grad_p", grad_p, 1, 1, P, H, true);
+  check_view(where, "grad_s0", grad_s0, 1, B, K, H, true);
+  if (grad_u.data == nullptr && grad_p.data == nullptr && grad_s0.data == nullptr)
+    flashrnn::detail::fail_argument(where, "grad_u/grad_p/grad_s0", "at least one output", "all nullptr");
+  const char* outs[3] = {"grad_u", "grad_p", "grad_s0"};
+  const View<S> ov[3] = {grad_u, grad_p, grad_s0};
+  for (int o = 0; o < 3; ++o) {
+    check_output_strides(where, outs[o], ov[o]);
+    check_no_alias(where, outs[o], ov[o], "u", u);
+    check_no_alias(where, outs[o], ov[o], "p", p);
+    check_no_alias(where, outs[o], ov[o], "s0", s0);
+    check_no_alias(where, outs[o], ov[o], "states", states);
+    check_no_alias(where, outs[o], ov[o], "grad_states", grad_states);
+    check_no_alias(where, outs[o], ov[o], "grad_final", grad_final);
+    for (int q = 0; q < o; ++q) check_no_alias(where, outs[o], ov[o], outs[q], View<const S>(ov[q]));
+    detail::check_device(where, outs[o], ov[o]);
+  }
+  detail::check_device(where, "u", u);
+  detail::check_device(where, "p", p);
+  detail::check_device(where, "s0", s0);
+  detail::check_device(where, "states", states);
+  detail::check_device(where, "grad_states", grad_states);
+  detail::check_device(where, "grad_final", grad_final);
+
+  detail::BwdArgs<S, R> a{u, p, s0, states, grad_states, grad_final, grad_u, grad_s0,
+                          T, H, lanes, 1, 1, 1, 1, 1, nullptr, nullptr, nullptr, nullptr};
+  const bool seq = tuning::backward_sequential(lanes, T);
+  detail::BlockShape sh{1, 1, 1, T, 1};
+  if (!seq) sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);
+  a.LT = sh.LT;
+  a.NC = sh.NC;
+  a.n_tiles = sh.n_tiles;
+  a.n_seg = sh.n_seg;
+  a.seg_len = sh.seg_len;
+  std::size_t partial_bytes = 0, carry_bytes = 0, flag_bytes = 0;
+  if (grad_p.data && P > 0)
+    partial_bytes = detail::align_up(static_cast<std::size_t>(sh.n_seg * lanes * P) * sizeof(R));
+  if (sh.n_seg > 1) {
+    carry_bytes = detail::align_up(static_cast<std::size_t>(sh.n_seg * lanes * K) * sizeof(R));
+    flag_bytes = static_cast<std::size_t>(sh.n_seg * sh.n_tiles + 1) * sizeof(int);
+  }
+  detail::Workspace ws(partial_bytes + carry_bytes + flag_bytes, stream,
+                       "cudaMallocAsync(backward workspace)");
+  char* base = static_cast<char*>(ws.ptr);
+  if (partial_bytes) a.partial = reinterpret_cast<R*>(base);
+  if (sh.n_seg > 1) {
+    a.carry = reinterpret_cast<R*>(base + partial_bytes);
+    a.flags = reinterpret_cast<int*>(base + partial_bytes + carry_bytes);
+    a.counter = a.flags + sh.n_seg * sh.n_tiles;
+    detail::check_cuda(cudaMemsetAsync(a.flags, 0, flag_bytes, stream), "cudaMemsetAsync(backward flags)");
+  }
+  if (seq) {
+    const index_t blocks = (lanes + tuning::sequential_block_threads - 1) / tuning::sequential_block_threads;
+    detail::sequential_backward_kernel<Cell, S, R>
+        <<<static_cast<unsigned>(blocks), tuning::sequential_block_threads, 0, stream>>>(a);
+    detail::check_launch("sequential_backward_kernel");
+  } else {
+    detail::launch_backward<Cell, S, R, tuning::default_chunk_length>(
+        a, static_cast<int>(sh.n_tiles * sh.n_seg), stream);
+  }
+  if (a.partial) {
+    const index_t n = H * P;
+    detail::reduce_param_grad_kernel<S, R><<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
+        a.partial, sh.n_seg, B, H, P, grad_p);
+    detail::check_launch("reduce_param_grad_kernel");
+  }
+}
+
+template <class Cell, class S>
+void step(View<const S> u_t, View<const S> p, View<const S> s_prev, View<S> s_next,
+          cudaStream_t stream) {
+  using R = typename detail::compute_type<S>::type;
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr const char* where = "flashrnn::cuda::step";
+  if (u_t.data == nullptr) flashrnn::detail::fail_argument(where, "u_t", "a non-null data pointer", "nullptr");
+  flashrnn::detail::check_shape_positive(where, u_t.steps, u_t.batch, u_t.units);
+  const index_t B = u_t.batch, H = u_t.units;
+  flashrnn::detail::check_view(where, "u_t", u_t, 1, B, G, H);
+  flashrnn::detail::check_view(where, "p", p, 1, 1, P, H, P == 0);
+  flashrnn::detail::check_view(where, "s_prev", s_prev, 1, B, K, H);
+  flashrnn::detail::check_view(where, "s_next", s_next, 1, B, K, H);
+  flashrnn::detail::check_output_strides(where, "s_next", s_next);
+  flashrnn::detail::check_no_alias(where, "s_next", s_next, "u_t", u_t);
+  flashrnn::detail::check_no_alias(where, "s_next", s_next, "p", p);
+  if (s_next.data != s_prev.data) flashrnn::detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
+  detail::check_device(where, "u_t", u_t);
+  detail::check_device(where, "p", p);
+  detail::check_device(where, "s_prev", s_prev);
+  detail::check_device(where, "s_next", s_next);
+  const index_t lanes = B * H;
+  detail::step_kernel<Cell, S, R><<<static_cast<unsigned>((lanes + 127) / 128), 128, 0, stream>>>(
+      u_t, p, s_prev, s_next, H, lanes);
+  detail::check_launch("step_kernel");
+}
+
+}  // namespace cuda
+}  // namespace flashrnn
+
+/// Explicit instantiation of the whole API for one cell and storage type.
+#define FLASHRNN_CUDA_INSTANTIATE(CELL, S)                                                       \
+  template flashrnn::Mode flashrnn::cuda::forward_async<CELL, S>(                                \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&,                      \
+      flashrnn::cuda::DeviceReport*, cudaStream_t);                                               \
+  template flashrnn::SolveReport flashrnn::cuda::forward<CELL, S>(                               \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&, cudaStream_t);       \
+  template void flashrnn::cuda::backward<CELL, S>(                                               \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<S>, flashrnn::View<S>, flashrnn::View<S>, cudaStream_t);                     \
+  template void flashrnn::cuda::step<CELL, S>(flashrnn::View<const S>, flashrnn::View<const S>,  \
+                                              flashrnn::View<const S>, flashrnn::View<S>,         \
+                                              cudaStream_t);
