@@ -72,7 +72,9 @@ KOKKOS_INLINE_FUNCTION StepErr damped_update(R* state, const R* target, const Ne
 
 /// What a lane kernel needs: the caller's inputs as strided descriptors
 /// (read in place, converted to the compute precision R) and the backend's
-/// lane-major workspaces.
+/// workspaces. Inputs are indexed by lane; workspaces by *slot*: the range
+/// kernels give every lane its own slot, a team reuses one slot for the lanes
+/// it solves one after another (so workspace stays small and cache-resident).
 template <class Cell, class R, class S>
 struct LaneData {
   static constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
@@ -82,9 +84,9 @@ struct LaneData {
   View<const S> u, p, s0;
   index_t T = 0, H = 1;
   index_t chunk = 1, nc = 1;  ///< chunked form: steps per chunk, chunks
-  R* states = nullptr;        ///< lanes x T x K
-  R* x = nullptr;             ///< lanes x nc x K (chunked: incoming state of each chunk)
-  Map* maps = nullptr;        ///< lanes x n
+  R* states = nullptr;        ///< slots x T x K
+  R* x = nullptr;             ///< slots x nc x K (chunked: incoming state of each chunk)
+  Map* maps = nullptr;        ///< slots x n
   NewtonParams<R> np{};
 
   KOKKOS_INLINE_FUNCTION void load_u(index_t lane, index_t t, R* out) const {
@@ -100,20 +102,20 @@ struct LaneData {
     const index_t b = lane / H, j = lane % H;
     for (int k = 0; k < K; ++k) out[k] = s0.data ? static_cast<R>(s0(0, b, k, j)) : R(0);
   }
-  KOKKOS_INLINE_FUNCTION R* state(index_t lane, index_t t) const { return states + (lane * T + t) * K; }
+  KOKKOS_INLINE_FUNCTION R* state(index_t slot, index_t t) const { return states + (slot * T + t) * K; }
 
   /// Exact stepping over steps [begin, end) from `incoming`; with `phi`
   /// non-null also Φ = A_{end-1} ⋯ A_begin (core's run_chunk).
-  KOKKOS_INLINE_FUNCTION void run_steps(index_t lane, index_t begin, index_t end, const R* incoming,
-                                        R* phi) const {
+  KOKKOS_INLINE_FUNCTION void run_steps(index_t lane, index_t slot, index_t begin, index_t end,
+                                        const R* incoming, R* phi) const {
     R pl[P1], ul[G];
     load_p(lane, pl);
     const R* prev = incoming;
     if (phi == nullptr) {
       for (index_t t = begin; t < end; ++t) {
         load_u(lane, t, ul);
-        cell_step<Cell>(prev, ul, pl, state(lane, t));
-        prev = state(lane, t);
+        cell_step<Cell>(prev, ul, pl, state(slot, t));
+        prev = state(slot, t);
       }
       return;
     }
@@ -121,19 +123,19 @@ struct LaneData {
     for (index_t t = begin; t < end; ++t) {
       Map step;
       load_u(lane, t, ul);
-      cell_step_state_jacobian<Cell>(prev, ul, pl, state(lane, t), step.A);
+      cell_step_state_jacobian<Cell>(prev, ul, pl, state(slot, t), step.A);
       for (int i = 0; i < K; ++i) step.c[i] = R(0);
       acc = compose(step, acc);
-      prev = state(lane, t);
+      prev = state(slot, t);
     }
     for (int i = 0; i < K * K; ++i) phi[i] = acc.A[i];
   }
 
   /// The whole lane by exact stepping (the reference, and the fallback).
-  KOKKOS_INLINE_FUNCTION void sequential(index_t lane) const {
+  KOKKOS_INLINE_FUNCTION void sequential(index_t lane, index_t slot) const {
     R s0l[K];
     load_s0(lane, s0l);
-    run_steps(lane, 0, T, s0l, nullptr);
+    run_steps(lane, slot, 0, T, s0l, nullptr);
   }
 };
 
@@ -150,14 +152,14 @@ struct PerStepNewton {
   KOKKOS_INLINE_FUNCTION static bool exact(const D& d, int k) { return d.np.damping == R(1) && k >= d.T; }
 
   /// s^0_t = f(0, u_t).
-  KOKKOS_INLINE_FUNCTION static void guess(const D& d, index_t lane, index_t t) {
+  KOKKOS_INLINE_FUNCTION static void guess(const D& d, index_t lane, index_t slot, index_t t) {
     R zero[K] = {}, pl[D::P1], ul[D::G];
     d.load_p(lane, pl);
     d.load_u(lane, t, ul);
-    cell_step<Cell>(zero, ul, pl, d.state(lane, t));
+    cell_step<Cell>(zero, ul, pl, d.state(slot, t));
   }
   /// maps[t] = (A_t, f - A_t s^k_{t-1}); step 0 is the constant f(s0, u_0).
-  KOKKOS_INLINE_FUNCTION static void linearise(const D& d, index_t lane, index_t t) {
+  KOKKOS_INLINE_FUNCTION static void linearise(const D& d, index_t lane, index_t slot, index_t t) {
     R pl[D::P1], ul[D::G], s0l[K], f[K], A[K * K];
     d.load_p(lane, pl);
     d.load_u(lane, t, ul);
@@ -165,9 +167,9 @@ struct PerStepNewton {
     if (t == 0)
       d.load_s0(lane, s0l);
     else
-      prev = d.state(lane, t - 1);
+      prev = d.state(slot, t - 1);
     cell_step_state_jacobian<Cell>(prev, ul, pl, f, A);
-    Map& m = d.maps[lane * d.T + t];
+    Map& m = d.maps[slot * d.T + t];
     if (t == 0) {
       m = Map::constant(f);
       return;
@@ -182,10 +184,10 @@ struct PerStepNewton {
     }
   }
   /// After the scan maps[t].c is s^{k+1}_t.
-  KOKKOS_INLINE_FUNCTION static StepErr update(const D& d, index_t lane, index_t t) {
-    return damped_update<K>(d.state(lane, t), d.maps[lane * d.T + t].c, d.np);
+  KOKKOS_INLINE_FUNCTION static StepErr update(const D& d, index_t, index_t slot, index_t t) {
+    return damped_update<K>(d.state(slot, t), d.maps[slot * d.T + t].c, d.np);
   }
-  KOKKOS_INLINE_FUNCTION static void finish(const D&, index_t, index_t) {}
+  KOKKOS_INLINE_FUNCTION static void finish(const D&, index_t, index_t, index_t) {}
 };
 
 /// Chunked Newton (core's newton_chunked_lane): the unknowns are the incoming
@@ -201,28 +203,28 @@ struct ChunkedNewton {
   KOKKOS_INLINE_FUNCTION static index_t finals(const D& d) { return d.nc; }
   KOKKOS_INLINE_FUNCTION static bool exact(const D& d, int k) { return d.np.damping == R(1) && k >= d.nc - 1; }
 
-  KOKKOS_INLINE_FUNCTION static R* boundary(const D& d, index_t lane, index_t m) { return d.x + (lane * d.nc + m) * K; }
+  KOKKOS_INLINE_FUNCTION static R* boundary(const D& d, index_t slot, index_t m) { return d.x + (slot * d.nc + m) * K; }
 
   /// x[0] = s0; x[m] = f(0, u at the step before chunk m).
-  KOKKOS_INLINE_FUNCTION static void guess(const D& d, index_t lane, index_t m) {
+  KOKKOS_INLINE_FUNCTION static void guess(const D& d, index_t lane, index_t slot, index_t m) {
     if (m == 0) {
-      d.load_s0(lane, boundary(d, lane, 0));
+      d.load_s0(lane, boundary(d, slot, 0));
       return;
     }
     R zero[K] = {}, pl[D::P1], ul[D::G];
     d.load_p(lane, pl);
     d.load_u(lane, m * d.chunk - 1, ul);
-    cell_step<Cell>(zero, ul, pl, boundary(d, lane, m));
+    cell_step<Cell>(zero, ul, pl, boundary(d, slot, m));
   }
   /// Runs chunk m exactly from x[m] with its Jacobian Φ_m; maps[m] is the
   /// linearised chunk map for x[m+1] (the last chunk's end is no unknown).
-  KOKKOS_INLINE_FUNCTION static void linearise(const D& d, index_t lane, index_t m) {
+  KOKKOS_INLINE_FUNCTION static void linearise(const D& d, index_t lane, index_t slot, index_t m) {
     const index_t begin = m * d.chunk, end = begin + d.chunk < d.T ? begin + d.chunk : d.T;
     R phi[K * K];
-    const R* xm = boundary(d, lane, m);
-    d.run_steps(lane, begin, end, xm, phi);
-    const R* F = d.state(lane, end - 1);
-    Map& mp = d.maps[lane * (d.nc - 1) + m];
+    const R* xm = boundary(d, slot, m);
+    d.run_steps(lane, slot, begin, end, xm, phi);
+    const R* F = d.state(slot, end - 1);
+    Map& mp = d.maps[slot * (d.nc - 1) + m];
     if (m == 0) {
       mp = Map::constant(F);
       return;
@@ -236,13 +238,13 @@ struct ChunkedNewton {
       mp.c[i] = c;
     }
   }
-  KOKKOS_INLINE_FUNCTION static StepErr update(const D& d, index_t lane, index_t m) {
-    return damped_update<K>(boundary(d, lane, m + 1), d.maps[lane * (d.nc - 1) + m].c, d.np);
+  KOKKOS_INLINE_FUNCTION static StepErr update(const D& d, index_t, index_t slot, index_t m) {
+    return damped_update<K>(boundary(d, slot, m + 1), d.maps[slot * (d.nc - 1) + m].c, d.np);
   }
   /// The final exact pass of chunk m from the converged x[m].
-  KOKKOS_INLINE_FUNCTION static void finish(const D& d, index_t lane, index_t m) {
+  KOKKOS_INLINE_FUNCTION static void finish(const D& d, index_t lane, index_t slot, index_t m) {
     const index_t begin = m * d.chunk, end = begin + d.chunk < d.T ? begin + d.chunk : d.T;
-    d.run_steps(lane, begin, end, boundary(d, lane, m), nullptr);
+    d.run_steps(lane, slot, begin, end, boundary(d, slot, m), nullptr);
   }
 };
 
@@ -263,8 +265,8 @@ struct AdjointData {
   View<const S> states, grad_states, grad_final;
   View<S> grad_u, grad_s0;
   double* dp_lane = nullptr;  ///< lanes x P1: this lane's Σ_t Jp^T λ
-  R* jac = nullptr;           ///< lanes x T x J (time-parallel form)
-  Map* maps = nullptr;        ///< lanes x T (time-parallel form)
+  R* jac = nullptr;           ///< slots x T x J (time-parallel form)
+  Map* maps = nullptr;        ///< slots x T (time-parallel form)
 
   KOKKOS_INLINE_FUNCTION void load_state(index_t lane, index_t t, R* out) const {
     const index_t b = lane / fw.H, j = lane % fw.H;
@@ -360,22 +362,22 @@ struct AdjointData {
 
   // Time-parallel form: derivatives of every step, the reverse scan's maps,
   // then gradients from λ = maps[t].c.
-  KOKKOS_INLINE_FUNCTION R* jac_at(index_t lane, index_t t) const { return jac + (lane * fw.T + t) * J; }
-  KOKKOS_INLINE_FUNCTION void derivatives_step(index_t lane, index_t t) const {
-    local_derivatives(lane, t, jac_at(lane, t));
+  KOKKOS_INLINE_FUNCTION R* jac_at(index_t slot, index_t t) const { return jac + (slot * fw.T + t) * J; }
+  KOKKOS_INLINE_FUNCTION void derivatives_step(index_t lane, index_t slot, index_t t) const {
+    local_derivatives(lane, t, jac_at(slot, t));
   }
   /// maps[t]: λ_t = A_{t+1}^T λ_{t+1} + g_t; the last is the constant g_{T-1}.
-  KOKKOS_INLINE_FUNCTION void map_step(index_t lane, index_t t) const {
+  KOKKOS_INLINE_FUNCTION void map_step(index_t lane, index_t slot, index_t t) const {
     R g[K];
     upstream(lane, t, g);
-    maps[lane * fw.T + t] =
-        t == fw.T - 1 ? Map::constant(g) : transposed_linear<R, K>(jac_at(lane, t + 1), g);
+    maps[slot * fw.T + t] =
+        t == fw.T - 1 ? Map::constant(g) : transposed_linear<R, K>(jac_at(slot, t + 1), g);
   }
-  KOKKOS_INLINE_FUNCTION ParamSum grads_step(index_t lane, index_t t) const {
-    return input_grads(lane, t, jac_at(lane, t), maps[lane * fw.T + t].c);
+  KOKKOS_INLINE_FUNCTION ParamSum grads_step(index_t lane, index_t slot, index_t t) const {
+    return input_grads(lane, t, jac_at(slot, t), maps[slot * fw.T + t].c);
   }
-  KOKKOS_INLINE_FUNCTION void finish_lane(index_t lane, const ParamSum& dp) const {
-    write_grad_s0(lane, jac_at(lane, 0), maps[lane * fw.T].c);
+  KOKKOS_INLINE_FUNCTION void finish_lane(index_t lane, index_t slot, const ParamSum& dp) const {
+    write_grad_s0(lane, jac_at(slot, 0), maps[slot * fw.T].c);
     write_dp(lane, dp);
   }
 };

@@ -104,14 +104,14 @@ void newton_range(const ExecSpace& space, const Data& d, index_t lanes, int team
                   const StatusView& status) {
   const index_t n = Ops::unknowns(d), ng = Ops::guesses(d), nf = Ops::finals(d);
   Kokkos::parallel_for("flashrnn::kokkos::newton_guess", RangeN<ExecSpace>(space, 0, lanes * ng),
-                       KOKKOS_LAMBDA(const index_t i) { Ops::guess(d, i / ng, i % ng); });
+                       KOKKOS_LAMBDA(const index_t i) { Ops::guess(d, i / ng, i / ng, i % ng); });
   using Policy = Teams<ExecSpace>;
   const size_t scratch = static_cast<size_t>(team_size) * sizeof(StepErr);
   for (int k = 1; k <= d.np.max_iters && n > 0; ++k) {
     Kokkos::parallel_for("flashrnn::kokkos::newton_linearise", RangeN<ExecSpace>(space, 0, lanes * n),
                          KOKKOS_LAMBDA(const index_t i) {
                            const index_t lane = i / n;
-                           if (status(lane).active) Ops::linearise(d, lane, i % n);
+                           if (status(lane).active) Ops::linearise(d, lane, lane, i % n);
                          });
     segmented_scan(space, d.maps, lanes, n, /*reverse=*/false);
     const bool exact = Ops::exact(d, k);
@@ -124,7 +124,7 @@ void newton_range(const ExecSpace& space, const Data& d, index_t lanes, int team
           if (!status(lane).active) return;
           StepErr* buf = static_cast<StepErr*>(m.team_scratch(0).get_shmem(scratch));
           const StepErr e = team_reduce(
-              m, n, no_error(), [&](index_t i) { return Ops::update(d, lane, i); },
+              m, n, no_error(), [&](index_t i) { return Ops::update(d, lane, lane, i); },
               [](const StepErr& a, const StepErr& b) { return join_err(a, b); }, buf);
           if (m.team_rank() == 0) {
             LaneStatus s = status(lane);
@@ -138,21 +138,28 @@ void newton_range(const ExecSpace& space, const Data& d, index_t lanes, int team
   }
   if (nf > 0)
     Kokkos::parallel_for("flashrnn::kokkos::newton_final_pass", RangeN<ExecSpace>(space, 0, lanes * nf),
-                         KOKKOS_LAMBDA(const index_t i) { Ops::finish(d, i / nf, i % nf); });
+                         KOKKOS_LAMBDA(const index_t i) { Ops::finish(d, i / nf, i / nf, i % nf); });
+}
+
+/// Teams for `lanes` lanes: enough to fill the space several times over, each
+/// solving a contiguous block of lanes in one workspace slot.
+template <class ExecSpace>
+index_t team_league(const ExecSpace& space, index_t lanes, int team_size) {
+  const index_t want = 4 * static_cast<index_t>(space.concurrency()) / team_size;
+  return lanes < want ? lanes : (want > 0 ? want : 1);
 }
 
 /// Newton with a team per block of lanes: the team solves its lanes one after
-/// another, every iteration on chip-local carries (team scratch), and decides
-/// convergence itself. No host round trip per iteration.
-template <class Ops, class ExecSpace, class Data, class StatusView>
-void newton_team(const ExecSpace& space, const Data& d, index_t lanes, int team_size,
-                 const StatusView& status) {
+/// another in its own workspace slot, every iteration on team-scratch
+/// carries, decides convergence, falls back and writes the results itself.
+/// No host round trip per iteration.
+template <class Ops, class ExecSpace, class Data, class StatusView, class S>
+void newton_team(const ExecSpace& space, const Data& d, index_t lanes, index_t league, int team_size,
+                 const StatusView& status, bool fallback, const View<S>& states, const View<S>& final_state) {
   using Map = typename Data::Map;
   using Policy = Teams<ExecSpace>;
-  const index_t n = Ops::unknowns(d), ng = Ops::guesses(d), nf = Ops::finals(d);
-  // Enough teams to fill the space several times over; lanes split evenly.
-  const index_t want = 4 * static_cast<index_t>(space.concurrency()) / team_size;
-  const index_t league = lanes < want ? lanes : (want > 0 ? want : 1);
+  constexpr int K = Data::K;
+  const index_t n = Ops::unknowns(d), ng = Ops::guesses(d), nf = Ops::finals(d), T = d.T, H = d.H;
   const index_t per_team = (lanes + league - 1) / league;
   const size_t bytes = static_cast<size_t>(team_size) *
                        (sizeof(Map) > sizeof(StepErr) ? sizeof(Map) : sizeof(StepErr));
@@ -165,22 +172,34 @@ void newton_team(const ExecSpace& space, const Data& d, index_t lanes, int team_
         StepErr* ebuf = static_cast<StepErr*>(shm);
         const index_t l0 = m.league_rank() * per_team;
         const index_t l1 = l0 + per_team < lanes ? l0 + per_team : lanes;
+        const index_t slot = m.league_rank();
         for (index_t lane = l0; lane < l1; ++lane) {
-          team_for(m, ng, [&](index_t e) { Ops::guess(d, lane, e); });
+          team_for(m, ng, [&](index_t e) { Ops::guess(d, lane, slot, e); });
           LaneStatus s = fresh_status();
           for (int k = 1; k <= d.np.max_iters && n > 0; ++k) {
-            team_for(m, n, [&](index_t e) { Ops::linearise(d, lane, e); });
-            team_inclusive_scan(m, d.maps + lane * n, n, carry);
+            team_for(m, n, [&](index_t e) { Ops::linearise(d, lane, slot, e); });
+            team_inclusive_scan(m, d.maps + slot * n, n, carry);
             const StepErr e = team_reduce(
-                m, n, no_error(), [&](index_t i) { return Ops::update(d, lane, i); },
+                m, n, no_error(), [&](index_t i) { return Ops::update(d, lane, slot, i); },
                 [](const StepErr& a, const StepErr& b) { return join_err(a, b); }, ebuf);
             if (finish_iteration(s, k, e, Ops::exact(d, k))) break;  // uniform over the team
           }
-          team_for(m, nf, [&](index_t e) { Ops::finish(d, lane, e); });
-          if (m.team_rank() == 0) {
-            s.active = 0;
-            status(lane) = s;
+          team_for(m, nf, [&](index_t e) { Ops::finish(d, lane, slot, e); });
+          if (fallback && !s.converged) {
+            if (m.team_rank() == 0) d.sequential(lane, slot);
+            s.fell_back = 1;
+            m.team_barrier();
           }
+          s.active = 0;
+          if (m.team_rank() == 0) status(lane) = s;
+          const index_t b = lane / H, j = lane % H;
+          if (states.data)
+            team_for(m, T, [&](index_t t) {
+              for (int k = 0; k < K; ++k) states(t, b, k, j) = static_cast<S>(d.state(slot, t)[k]);
+            });
+          if (final_state.data && m.team_rank() == 0)
+            for (int k = 0; k < K; ++k) final_state(0, b, k, j) = static_cast<S>(d.state(slot, T - 1)[k]);
+          m.team_barrier();  // the slot is reused by the next lane
         }
       });
 }
@@ -255,10 +274,12 @@ SolveReport solve_forward(const ExecSpace& space, const View<const S>& u, const 
   d.nc = (T + d.chunk - 1) / d.chunk;
   const bool chunked = report.mode_used == Mode::newton_chunked;
   const index_t n = chunked ? d.nc - 1 : T;
+  const index_t league = time_parallel ? lanes : team_league(space, lanes, ts);
+  const index_t slots = time_parallel ? lanes : league;
 
-  auto states_ws = workspace<ExecSpace, R>("states", lanes * T * K);
-  auto maps_ws = workspace<ExecSpace, Affine<R, K>>("maps", lanes * (n > 0 ? n : 1));
-  auto x_ws = workspace<ExecSpace, R>("boundaries", chunked ? lanes * d.nc * K : 1);
+  auto states_ws = workspace<ExecSpace, R>("states", slots * T * K);
+  auto maps_ws = workspace<ExecSpace, Affine<R, K>>("maps", slots * (n > 0 ? n : 1));
+  auto x_ws = workspace<ExecSpace, R>("boundaries", chunked ? slots * d.nc * K : 1);
   Kokkos::View<LaneStatus*, typename ExecSpace::memory_space> status(
       Kokkos::view_alloc(Kokkos::WithoutInitializing, "flashrnn::kokkos::lane_status"), static_cast<size_t>(lanes));
   d.states = states_ws.data();
@@ -269,39 +290,39 @@ SolveReport solve_forward(const ExecSpace& space, const View<const S>& u, const 
 
   using PS = PerStepNewton<Cell, R, S>;
   using CH = ChunkedNewton<Cell, R, S>;
-  if (time_parallel) {
+  const bool fallback = opts.on_nonconvergence == OnNonConvergence::fallback_sequential;
+  if (!time_parallel) {
+    if (chunked)
+      newton_team<CH>(space, d, lanes, league, ts, status, fallback, states, final_state);
+    else
+      newton_team<PS>(space, d, lanes, league, ts, status, fallback, states, final_state);
+  } else {
     if (chunked)
       newton_range<CH>(space, d, lanes, ts, status);
     else
       newton_range<PS>(space, d, lanes, ts, status);
-  } else {
-    if (chunked)
-      newton_team<CH>(space, d, lanes, ts, status);
-    else
-      newton_team<PS>(space, d, lanes, ts, status);
-  }
-
-  // Non-convergence policy, then the results into the caller's views.
-  const bool fallback = opts.on_nonconvergence == OnNonConvergence::fallback_sequential;
-  Kokkos::parallel_for(
+    // Non-convergence policy, then the results into the caller's views.
+    Kokkos::parallel_for(
       "flashrnn::kokkos::forward_fallback", RangeN<ExecSpace>(space, 0, lanes), KOKKOS_LAMBDA(const index_t l) {
         if (fallback && !status(l).converged) {
-          d.sequential(l);
+          d.sequential(l, l);
           status(l).fell_back = 1;
         }
       });
-  if (states.data)
-    Kokkos::parallel_for(
-        "flashrnn::kokkos::forward_store", RangeN<ExecSpace>(space, 0, lanes * T), KOKKOS_LAMBDA(const index_t i) {
-          const index_t lane = i / T, t = i % T, b = lane / H, j = lane % H;
-          for (int k = 0; k < K; ++k) states(t, b, k, j) = static_cast<S>(d.state(lane, t)[k]);
-        });
-  if (final_state.data)
-    Kokkos::parallel_for(
-        "flashrnn::kokkos::forward_store_final", RangeN<ExecSpace>(space, 0, lanes), KOKKOS_LAMBDA(const index_t lane) {
-          const index_t b = lane / H, j = lane % H;
-          for (int k = 0; k < K; ++k) final_state(0, b, k, j) = static_cast<S>(d.state(lane, T - 1)[k]);
-        });
+    if (states.data)
+      Kokkos::parallel_for(
+          "flashrnn::kokkos::forward_store", RangeN<ExecSpace>(space, 0, lanes * T), KOKKOS_LAMBDA(const index_t i) {
+            const index_t lane = i / T, t = i % T, b = lane / H, j = lane % H;
+            for (int k = 0; k < K; ++k) states(t, b, k, j) = static_cast<S>(d.state(lane, t)[k]);
+          });
+    if (final_state.data)
+      Kokkos::parallel_for(
+          "flashrnn::kokkos::forward_store_final", RangeN<ExecSpace>(space, 0, lanes),
+          KOKKOS_LAMBDA(const index_t lane) {
+            const index_t b = lane / H, j = lane % H;
+            for (int k = 0; k < K; ++k) final_state(0, b, k, j) = static_cast<S>(d.state(lane, T - 1)[k]);
+          });
+  }
   merge_status(status, report);  // fences
   if (!report.converged && opts.on_nonconvergence == OnNonConvergence::throw_error)
     throw ConvergenceError(flashrnn::detail::concat(
@@ -375,17 +396,19 @@ void solve_backward(const ExecSpace& space, const View<const S>& u, const View<c
     Kokkos::parallel_for("flashrnn::kokkos::backward_sequential", RangeN<ExecSpace>(space, 0, lanes),
                          KOKKOS_LAMBDA(const index_t lane) { a.sequential(lane); });
   } else {
-    auto jac_ws = workspace<ExecSpace, R>("jacobians", lanes * T * J);
-    auto maps_ws = workspace<ExecSpace, Map>("adjoint_maps", lanes * T);
+    const int ts = tuning::team_size<ExecSpace>(kopts, strategy);
+    const index_t league = team_league(space, lanes, ts);
+    const index_t slots = strategy == Strategy::range_scan ? lanes : league;
+    auto jac_ws = workspace<ExecSpace, R>("jacobians", slots * T * J);
+    auto maps_ws = workspace<ExecSpace, Map>("adjoint_maps", slots * T);
     a.jac = jac_ws.data();
     a.maps = maps_ws.data();
-    const int ts = tuning::team_size<ExecSpace>(kopts, strategy);
     using Policy = Teams<ExecSpace>;
     if (strategy == Strategy::range_scan) {
       Kokkos::parallel_for("flashrnn::kokkos::adjoint_derivatives", RangeN<ExecSpace>(space, 0, lanes * T),
-                           KOKKOS_LAMBDA(const index_t i) { a.derivatives_step(i / T, i % T); });
+                           KOKKOS_LAMBDA(const index_t i) { a.derivatives_step(i / T, i / T, i % T); });
       Kokkos::parallel_for("flashrnn::kokkos::adjoint_maps", RangeN<ExecSpace>(space, 0, lanes * T),
-                           KOKKOS_LAMBDA(const index_t i) { a.map_step(i / T, i % T); });
+                           KOKKOS_LAMBDA(const index_t i) { a.map_step(i / T, i / T, i % T); });
       segmented_scan(space, a.maps, lanes, T, /*reverse=*/true);
       const size_t bytes = static_cast<size_t>(ts) * sizeof(ParamSum);
       Kokkos::parallel_for(
@@ -395,13 +418,11 @@ void solve_backward(const ExecSpace& space, const View<const S>& u, const View<c
             const index_t lane = m.league_rank();
             ParamSum* buf = static_cast<ParamSum*>(m.team_scratch(0).get_shmem(bytes));
             const ParamSum dp = team_reduce(
-                m, T, AD::zero_sum(), [&](index_t t) { return a.grads_step(lane, t); },
+                m, T, AD::zero_sum(), [&](index_t t) { return a.grads_step(lane, lane, t); },
                 [](const ParamSum& x, const ParamSum& y) { return AD::add(x, y); }, buf);
-            if (m.team_rank() == 0) a.finish_lane(lane, dp);
+            if (m.team_rank() == 0) a.finish_lane(lane, lane, dp);
           });
     } else {
-      const index_t want = 4 * static_cast<index_t>(space.concurrency()) / ts;
-      const index_t league = lanes < want ? lanes : (want > 0 ? want : 1);
       const index_t per_team = (lanes + league - 1) / league;
       const size_t bytes = static_cast<size_t>(ts) * (sizeof(Map) > sizeof(ParamSum) ? sizeof(Map) : sizeof(ParamSum));
       Kokkos::parallel_for(
@@ -409,16 +430,18 @@ void solve_backward(const ExecSpace& space, const View<const S>& u, const View<c
           Policy(space, static_cast<int>(league), ts).set_scratch_size(0, Kokkos::PerTeam(bytes)),
           KOKKOS_LAMBDA(const typename Policy::member_type& m) {
             void* shm = m.team_scratch(0).get_shmem(bytes);
+            const index_t slot = m.league_rank();
             const index_t l0 = m.league_rank() * per_team;
             const index_t l1 = l0 + per_team < lanes ? l0 + per_team : lanes;
             for (index_t lane = l0; lane < l1; ++lane) {
-              team_for(m, T, [&](index_t t) { a.derivatives_step(lane, t); });
-              team_for(m, T, [&](index_t t) { a.map_step(lane, t); });
-              team_reverse_inclusive_scan(m, a.maps + lane * T, T, static_cast<Map*>(shm));
+              team_for(m, T, [&](index_t t) { a.derivatives_step(lane, slot, t); });
+              team_for(m, T, [&](index_t t) { a.map_step(lane, slot, t); });
+              team_reverse_inclusive_scan(m, a.maps + slot * T, T, static_cast<Map*>(shm));
               const ParamSum dp = team_reduce(
-                  m, T, AD::zero_sum(), [&](index_t t) { return a.grads_step(lane, t); },
+                  m, T, AD::zero_sum(), [&](index_t t) { return a.grads_step(lane, slot, t); },
                   [](const ParamSum& x, const ParamSum& y) { return AD::add(x, y); }, static_cast<ParamSum*>(shm));
-              if (m.team_rank() == 0) a.finish_lane(lane, dp);
+              if (m.team_rank() == 0) a.finish_lane(lane, slot, dp);
+              m.team_barrier();  // the slot is reused by the next lane
             }
           });
     }
