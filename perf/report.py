@@ -8,8 +8,9 @@
 Benchmark names are <pass>/<cell>/<mode>/lanes:<n>/T:<n>/threads:<n>[/real_time].
 Speed-up is sequential time / mode time for the same pass, cell, shape and
 thread count (> 1 means the mode is faster than stepping). With
---benchmark_repetitions the median is used. Standard library only; matplotlib
-is needed for --plot alone.
+--benchmark_repetitions the "min" aggregate is used (the least disturbed
+repetition on a shared machine), else the median; rates are recomputed from
+that time. Standard library only; matplotlib is needed for --plot alone.
 """
 import argparse
 import json
@@ -42,22 +43,24 @@ def load(path):
     with open(path) as f:
         data = json.load(f)
     runs = {}
-    have_median = any(b.get("aggregate_name") == "median" for b in data["benchmarks"])
+    aggregates = {b.get("aggregate_name") for b in data["benchmarks"] if b.get("run_type") == "aggregate"}
+    wanted = "min" if "min" in aggregates else "median" if "median" in aggregates else None
     for b in data["benchmarks"]:
         if b.get("error_occurred"):
             print(f"warning: {b['name']}: {b.get('error_message', 'error')}", file=sys.stderr)
             continue
-        if have_median and b.get("aggregate_name") != "median":
+        if wanted and b.get("aggregate_name") != wanted:
             continue
-        if not have_median and b.get("run_type", "iteration") != "iteration":
+        if not wanted and b.get("run_type", "iteration") != "iteration":
             continue
         fields = parse_name(b.get("run_name", b["name"]))
         if fields is None:
             continue
         fields["ms"] = to_ms(b["real_time"], b.get("time_unit", "ns"))
         fields["iters"] = int(round(b.get("newton_iters", 0)))
-        fields["steps_per_s"] = b.get("items_per_second", 0.0)
-        fields["bytes_per_s"] = b.get("bytes_per_second", 0.0)
+        seconds = fields["ms"] / 1e3
+        fields["steps_per_s"] = fields["lanes"] * fields["T"] / seconds
+        fields["bytes_per_s"] = b["io_MB"] * 1e6 / seconds if "io_MB" in b else b.get("bytes_per_second", 0.0)
         fields["max_diff"] = b.get("max_diff", float("nan"))
         key = (fields["pass"], fields["cell"], fields["lanes"], fields["T"], fields["threads"], fields["mode"])
         runs[key] = fields
