@@ -7,7 +7,8 @@
 
 Benchmark names are <pass>/<cell>/<mode>/lanes:<n>/T:<n>/threads:<n>[/real_time].
 Speed-up is sequential time / mode time for the same pass, cell, shape and
-thread count (> 1 means the mode is faster than stepping). With
+thread count (> 1 means the mode is faster than stepping). Work is the mode's
+process CPU time (all threads) / sequential's: how much more computing it does. With
 --benchmark_repetitions the "min" aggregate is used (the least disturbed
 repetition on a shared machine), else the median; rates are recomputed from
 that time. Standard library only; matplotlib is needed for --plot alone.
@@ -57,6 +58,7 @@ def load(path):
         if fields is None:
             continue
         fields["ms"] = to_ms(b["real_time"], b.get("time_unit", "ns"))
+        fields["cpu_ms"] = to_ms(b["cpu_time"], b.get("time_unit", "ns"))
         fields["iters"] = int(round(b.get("newton_iters", 0)))
         seconds = fields["ms"] / 1e3
         fields["steps_per_s"] = fields["lanes"] * fields["T"] / seconds
@@ -67,12 +69,18 @@ def load(path):
     return data.get("context", {}), runs
 
 
-def speedup(runs, key):
+def speedup(runs, key, field="ms"):
     seq = runs.get(key[:5] + ("sequential",))
     run = runs.get(key)
-    if not seq or not run:
+    if not seq or not run or not run[field]:
         return None
-    return seq["ms"] / run["ms"]
+    return seq[field] / run[field]
+
+
+def work_ratio(runs, key):
+    """Process CPU time of the mode over that of sequential: the extra work."""
+    s = speedup(runs, key, "cpu_ms")
+    return 1 / s if s else None
 
 
 def fmt_ms(ms):
@@ -87,8 +95,9 @@ def wide_tables(runs):
     for (pas, cell), shapes in groups.items():
         out.append(f"#### {PASS_TITLE[pas]}, {cell} (fp32)\n")
         out.append("| lanes | T | threads | sequential ms | newton ms (iters) | newton speed-up "
-                   "| chunked ms (iters) | chunked speed-up | sequential Msteps/s | sequential GB/s |")
-        out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                   "| chunked ms (iters) | chunked speed-up | newton / chunked work | sequential Msteps/s "
+                   "| sequential GB/s |")
+        out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for lanes, T, threads in shapes:
             base = (pas, cell, lanes, T, threads)
             seq = runs.get(base + ("sequential",))
@@ -98,6 +107,8 @@ def wide_tables(runs):
                 s = speedup(runs, base + (mode,))
                 cells.append(f"{fmt_ms(run['ms'])} ({run['iters']})" if run else "–")
                 cells.append(f"{s:.2f}×" if s else "–")
+            works = [work_ratio(runs, base + (mode,)) for mode in MODES[1:]]
+            cells.append(" / ".join(f"{w:.1f}×" if w else "–" for w in works))
             cells.append(f"{seq['steps_per_s'] / 1e6:.1f}" if seq else "–")
             cells.append(f"{seq['bytes_per_s'] / 1e9:.2f}" if seq else "–")
             out.append("| " + " | ".join(cells) + " |")
@@ -106,14 +117,15 @@ def wide_tables(runs):
 
 
 def long_table(runs):
-    out = ["| pass | cell | mode | lanes | T | threads | ms | Newton iters | speed-up vs sequential "
-           "| Msteps/s | GB/s (unavoidable I/O) | max diff vs stepping |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| pass | cell | mode | lanes | T | threads | ms | CPU ms | Newton iters | speed-up vs sequential "
+           "| work vs sequential | Msteps/s | GB/s (unavoidable I/O) | max diff vs stepping |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key in sorted(runs, key=lambda k: (k[0] != "fwd", k[1], k[2], k[3], k[4], MODES.index(k[5]))):
         r = runs[key]
-        s = speedup(runs, key)
+        s, w = speedup(runs, key), work_ratio(runs, key)
         out.append(f"| {r['pass']} | {r['cell']} | {r['mode']} | {r['lanes']} | {r['T']} | {r['threads']} "
-                   f"| {fmt_ms(r['ms'])} | {r['iters']} | {f'{s:.2f}×' if s else '–'} "
+                   f"| {fmt_ms(r['ms'])} | {fmt_ms(r['cpu_ms'])} | {r['iters']} | {f'{s:.2f}×' if s else '–'} "
+                   f"| {f'{w:.1f}×' if w else '–'} "
                    f"| {r['steps_per_s'] / 1e6:.1f} | {r['bytes_per_s'] / 1e9:.2f} | {r['max_diff']:.1e} |")
     return "\n".join(out) + "\n"
 

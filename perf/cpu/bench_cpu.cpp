@@ -15,6 +15,9 @@
 //                     states once; backward reads u, states, grad_states once and
 //                     writes grad_u once. Everything else (Newton iterates,
 //                     Jacobians, scan maps) is overhead above this floor.
+// Times: real (wall-clock) time is the measure; CPU time is the whole
+// process's (all threads), i.e. the work done, which a loaded machine inflates
+// far less than wall-clock time.
 // Speed-up vs sequential is computed by perf/report.py from the JSON output.
 // With --benchmark_repetitions=N a "min" aggregate is reported next to mean and
 // median: on a shared machine the fastest repetition is the least disturbed
@@ -143,6 +146,7 @@ void register_cell(index_t lanes, index_t T) {
           run_solve<Cell>(st, m, bwd, lanes, T, threads);
         })
             ->Unit(benchmark::kMillisecond)
+            ->MeasureProcessCPUTime()
             ->UseRealTime()
             ->ComputeStatistics("min", [](const std::vector<double>& v) {
               return *std::min_element(v.begin(), v.end());
