@@ -142,6 +142,11 @@ struct Tensor {
   static constexpr double sentinel() { return 1234.5; }
 
   Tensor() = default;
+  // The view points into buf: copies would alias the original; moves keep it valid.
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+  Tensor(Tensor&&) = default;
+  Tensor& operator=(Tensor&&) = default;
   Tensor(Layout layout, index_t T, index_t B, index_t C, index_t H, double fill = sentinel()) {
     index_t size = T * B * C * H;
     if (layout == Layout::padded) size = T * (B * (H * (C + 1) + 3) + 5);

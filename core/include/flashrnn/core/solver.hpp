@@ -252,8 +252,12 @@ void solve_step(const Backend& be, const View<const S>& u_t, const View<const S>
   detail::check_output_strides(where, "s_next", s_next);
   detail::check_no_alias(where, "s_next", s_next, "u_t", u_t);
   detail::check_no_alias(where, "s_next", s_next, "p", p);
-  // s_next == s_prev exactly (in-place update) is allowed: each lane reads before it writes.
-  if (s_next.data != s_prev.data) detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
+  // s_next == s_prev exactly (in-place update: same data and strides) is allowed: each lane
+  // reads its own elements before it writes them. The same memory through other strides is
+  // not: lanes would read elements that other lanes already overwrote.
+  const bool in_place = s_next.data == s_prev.data && s_next.stride_b == s_prev.stride_b &&
+                        s_next.stride_c == s_prev.stride_c && s_next.stride_h == s_prev.stride_h;
+  if (!in_place) detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
   be.for_blocks(B * H, 64, [&](index_t begin, index_t end) {
     for (index_t lane = begin; lane < end; ++lane) {
       const index_t b = lane / H, j = lane % H;
