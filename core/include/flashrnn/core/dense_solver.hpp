@@ -32,20 +32,38 @@ struct DenseOptions {
   /// for the per-unit cells.
   SolverOptions solver;
   /// Keep only diag(∂f/∂s) in the Newton linearisation: H instead of H^3 work
-  /// per step and composition, linear instead of quadratic convergence; the
-  /// converged result is the same exact trajectory.
+  /// per step and composition, linear instead of quadratic convergence (often
+  /// more than the default max_iters = 50; then the policy applies), a tighter
+  /// default tolerance (quasi_newton_default_tolerance); the converged result
+  /// is the same exact trajectory.
   bool quasi_newton = false;
 };
 
-/// Mode::automatic for dense lanes. Not measured yet; modelled on the CPU
-/// table: Newton only where the backend would pick it for B lanes, and full
-/// Newton only for tiny H (its scan costs H^3 a step against H^2 for stepping).
+/// Default tolerance of the quasi-Newton stop (atol, rtol < 0). It converges
+/// linearly, so the error left when the step falls below the tolerance is about
+/// rate / (1 - rate) times the step, not the step squared as for Newton: with
+/// default_tolerance it measured ~1e-10 (fp64) and 10-40x fp32 stepping's
+/// error (fp32). Tighter, but above the fp32 noise floor of the iterates
+/// (~1e-7: at 1e-7 some lanes stagnated for ~T iterations), it measured
+/// <= 1.1e-13 (fp64) and <= 1.6x fp32 stepping's error (T = 1000, H <= 16).
+template <class Real>
+constexpr double quasi_newton_default_tolerance() {
+  return sizeof(Real) >= 8 ? 1e-13 : 3e-7;
+}
+
+/// Mode::automatic for dense lanes: Newton only where the backend's table
+/// would pick it for B lanes, and then only full Newton at tiny H. Measured on
+/// 2 CPU threads (T = 1e5, one lane, fp64): full Newton 5-7 iterations at
+/// 6-20x the time of stepping (H = 1..16: its scan composes H x H maps, H^3 a
+/// step); quasi-Newton 5-60 iterations (up to ~250 at gain 1.5) of about one
+/// stepping pass each, so it needs more threads than a CPU has and is never
+/// picked here.
 template <class Backend>
 Mode choose_dense_mode(const Backend& be, index_t batch, index_t steps, index_t hidden,
                        bool quasi_newton, size_t storage_bytes) {
   constexpr index_t max_hidden_full_newton = 2;
   if (be.choose_mode(batch, steps, storage_bytes) == Mode::sequential) return Mode::sequential;
-  if (!quasi_newton && hidden > max_hidden_full_newton) return Mode::sequential;
+  if (quasi_newton || hidden > max_hidden_full_newton) return Mode::sequential;
   return Mode::newton;
 }
 
@@ -125,6 +143,10 @@ SolveReport solve_dense_forward(const Backend& be, const View<const S>& u, const
                          : so.mode;
   NewtonParams<R> np{so.max_iters, R(0), R(0), static_cast<R>(so.damping)};
   detail::resolve_tolerances(so, np.atol, np.rtol);
+  if (opts.quasi_newton) {
+    if (so.atol < 0) np.atol = static_cast<R>(quasi_newton_default_tolerance<R>());
+    if (so.rtol < 0) np.rtol = static_cast<R>(quasi_newton_default_tolerance<R>());
+  }
   const std::vector<R> Wl = detail::gather_matrix<R>(W, H);
   // Few batch elements: parallelise each along time; many: one per task.
   const bool time_parallel = B < static_cast<index_t>(be.workers());
