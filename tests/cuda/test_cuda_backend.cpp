@@ -412,3 +412,12 @@ TEST_CASE("cuda dispatch runs every cell and dtype", "[cuda][dispatch]") {
     }
   }
 }
+
+TEST_CASE("cuda small shapes (for compute-sanitizer)", "[cuda][sanitize]") {
+  for (index_t T : {1, 17, 600}) {
+    check_fp64_all_modes<cells::ParaGRU>(1, T, 3);
+    check_fp64_all_modes<cells::ParaLSTM>(2, T, 33);
+    check_backward<cells::ParaGRU>(1, T, 3);
+    check_backward<cells::ParaLSTM>(2, T, 33);
+  }
+}

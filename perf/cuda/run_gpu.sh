@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# What the GPU machine runs for issue 3 (binaries prebuilt for sm_90 in
+# .gpubin/ by the CI machine and carried over; see perf/README.md).
+# Usage: perf/cuda/run_gpu.sh [tests] [sanitize] [quick] [bench] [torch]
+set -u
+out="${OUT:-/tmp/flashrnn-out}"; mkdir -p "$out"
+export LD_LIBRARY_PATH="$PWD/.gpubin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+b=.gpubin
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+for step in "$@"; do
+  case "$step" in
+    tests) timeout 300 $b/flashrnn_cuda_tests --durations yes 2>&1 | tail -60 | tee "$out/tests.log" ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 \
+          $b/flashrnn_cuda_tests "[sanitize],[step],[errors]" > "$out/san_$tool.log" 2>&1
+        echo "compute-sanitizer $tool exit $?"; tail -4 "$out/san_$tool.log"
+      done ;;
+    quick) timeout 120 $b/bench_cuda --quick 2>&1 | tee "$out/bench_quick.log" ;;
+    bench) timeout 420 $b/bench_cuda --json "$out/bench_cuda.json" 2>&1 | tee "$out/bench_cuda.log" ;;
+    torch) PYTHONUNBUFFERED=1 timeout 300 python3 perf/cuda/bench_torch.py --json "$out/bench_torch.json" --budget-s 200 2>&1 | tee "$out/bench_torch.log" ;;
+  esac
+done
