@@ -498,6 +498,15 @@ TEST_CASE("dense tanh: bad arguments throw InvalidArgument naming the argument",
   expect_invalid([&] {
     flashrnn::dense::step<Cell, double>({}, W, s0, state_view(fin.data(), B, H, 1), ctx);
   }, "u_t");
+  {  // in place through other strides: rows would read elements other rows overwrote
+    std::vector<double> st0(p.s0);
+    View<double> transposed{st0.data(), 1, B, H, 1, 0, 1, B, 1};
+    expect_invalid([&] {
+      flashrnn::dense::step<Cell, double>(state_view<const double>(p.u.data(), B, H, 1), W,
+                                          state_view<const double>(st0.data(), B, H, 1),
+                                          transposed, ctx);
+    }, "s_next");
+  }
 }
 
 TEST_CASE("dense tanh: the non-convergence policy on a diverging case", "[dense]") {

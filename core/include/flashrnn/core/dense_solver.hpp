@@ -299,8 +299,11 @@ void solve_dense_step(const Backend& be, const View<const S>& u_t, const View<co
   detail::check_output_strides(where, "s_next", s_next);
   detail::check_no_alias(where, "s_next", s_next, "u_t", u_t);
   detail::check_no_alias(where, "s_next", s_next, "W", W);
-  // s_next == s_prev exactly (in-place update) is allowed: each row is read before it is written.
-  if (s_next.data != s_prev.data) detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
+  // s_next == s_prev exactly (same data and strides) is allowed: each batch row is read
+  // whole before it is written. The same memory through other strides is not.
+  const bool in_place = s_next.data == s_prev.data && s_next.stride_b == s_prev.stride_b &&
+                        s_next.stride_c == s_prev.stride_c;
+  if (!in_place) detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
   const std::vector<R> Wl = detail::gather_matrix<R>(W, H);
   be.for_blocks(B, 16, [&](index_t begin, index_t end) {
     std::vector<R> ul(static_cast<size_t>(H)), sl(static_cast<size_t>(H)), out(static_cast<size_t>(H));
