@@ -1,0 +1,3 @@
+// __half on HIP (see cuda_runtime.h in this folder).
+#pragma once
+#include <hip/hip_fp16.h>
