@@ -62,12 +62,13 @@ def parse_args(argv=None):
     ap.add_argument("--no-progress", action="store_true", help="disable the tqdm bar")
     args = ap.parse_args(argv)
     lm = args.data is not None
-    defaults = dict(  # (generated task, character LM)
-        d_model=(32, 128), hidden=(64, 256), steps=(500, 2000), batch=(32, 32), seq_len=(128, 256),
-        lr=(3e-3, 2e-3), val_every=(25, 100), curriculum=(16, 0))
-    for k, (gen_v, lm_v) in defaults.items():
+    gpu = pick_device(args.device).type == "cuda"
+    defaults = dict(  # (generated task, character LM on the CPU, character LM on a GPU)
+        d_model=(32, 64, 256), hidden=(64, 128, 512), steps=(500, 1000, 2000), batch=(32, 32, 64),
+        seq_len=(128, 128, 256), lr=(3e-3, 3e-3, 2e-3), val_every=(25, 50, 100), curriculum=(16, 0, 0))
+    for k, v in defaults.items():
         if getattr(args, k) is None:
-            setattr(args, k, lm_v if lm else gen_v)
+            setattr(args, k, v[(2 if gpu else 1) if lm else 0])
     return args
 
 

@@ -14,11 +14,28 @@ def test_compile_gru_model():
     m = flashrnn.ParaGRU(8, 16, num_layers=2, batch_first=True)
     x = torch.randn(2, 10, 8, requires_grad=True)
     ref, _ = m(x)
-    compiled = torch.compile(m, fullgraph=True)
+    compiled = torch.compile(m)
     out, _ = compiled(x)
     torch.testing.assert_close(out, ref)
     out.sum().backward()
     assert x.grad is not None
+
+
+@pytest.mark.skipif(_version < (2, 4), reason="torch.library custom ops need PyTorch >= 2.4")
+def test_compile_functional_fullgraph():
+    u = torch.randn(12, 2, 3, 4, requires_grad=True)
+    p = torch.randn(3, 4, requires_grad=True)
+
+    def f(u, p):
+        states, _ = flashrnn.cell_solve("para_gru", u, p)
+        return states.tanh().sum()
+
+    ref = f(u, p)
+    out = torch.compile(f, fullgraph=True)(u, p)
+    torch.testing.assert_close(out, ref)
+    (gu,) = torch.autograd.grad(out, u)
+    (gu_ref,) = torch.autograd.grad(f(u, p), u)
+    torch.testing.assert_close(gu, gu_ref)
 
 
 @pytest.mark.skipif(_version < (2, 4), reason="torch.library custom ops need PyTorch >= 2.4")

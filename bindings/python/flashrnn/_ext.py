@@ -6,7 +6,11 @@ import dataclasses
 from typing import Optional
 
 import torch
-from torch.utils.dlpack import to_dlpack
+try:
+    from torch.utils.dlpack import to_dlpack
+except ImportError:  # pragma: no cover - future PyTorch without the legacy helper
+    def to_dlpack(t):
+        return t.__dlpack__()
 
 try:
     from . import _C  # noqa: F401

@@ -167,8 +167,10 @@ class _Layered(nn.Module):
             u = self.project(layer, x)  # (T, B, G, H) or (B, T, G, H)
             if self.batch_first:
                 u = u.transpose(0, 1)
-            s0 = None if s0_all is None else s0_all[layer]
-            states, report = self._solve(layer, u, getattr(self, f"weight_hh_l{layer}"), s0)
+            s0 = None if s0_all is None else s0_all[layer].to(u.dtype)
+            # Under autocast the projection yields bf16/fp16 while parameters stay fp32.
+            p = getattr(self, f"weight_hh_l{layer}").to(u.dtype)
+            states, report = self._solve(layer, u, p, s0)
             reports.append(report)
             finals.append(states[-1])
             y = states[:, :, self.output_channel, :]  # (T, B, H)
@@ -205,7 +207,8 @@ class _Layered(nn.Module):
         x, new = input, []
         for layer in range(self.num_layers):
             u_t = self.project(layer, x)
-            s_next = self._step(layer, u_t, getattr(self, f"weight_hh_l{layer}"), s[layer])
+            s_next = self._step(layer, u_t, getattr(self, f"weight_hh_l{layer}").to(u_t.dtype),
+                                s[layer].to(u_t.dtype))
             new.append(s_next)
             x = s_next[:, self.output_channel, :]
         return x, self._states_out(torch.stack(new))
