@@ -55,7 +55,7 @@ def parse_args(argv=None):
                     help="bfloat16 autocast (CUDA only)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="runs/train", help="output directory")
+    ap.add_argument("--out", default="build/train-run", help="output directory (default build/train-run, git-ignored)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     ap.add_argument("--sample-len", type=int, default=300, help="characters to sample (--data)")
     ap.add_argument("--prompt", default="\n", help="sampling prompt (--data)")

@@ -9,6 +9,9 @@
 #include "flashrnn/flashrnn.hpp"
 
 #ifdef FLASHRNN_HAVE_CUDA
+#if __has_include("flashrnn/cuda/api.hpp")
+#include "flashrnn/cuda/api.hpp"  // flashrnn::cuda::dispatch_* (backends/cuda)
+#else
 namespace flashrnn {
 namespace cuda {
 // Provided by backends/cuda (flashrnn_cuda); same contracts as flashrnn::forward etc.
@@ -23,6 +26,7 @@ void dispatch_step(CellKind cell, const Tensor& u_t, const Tensor& p, const Tens
                    const Tensor& s_next, const ExecutionContext& ctx);
 }  // namespace cuda
 }  // namespace flashrnn
+#endif
 #endif
 
 namespace flashrnn {
