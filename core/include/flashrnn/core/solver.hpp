@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "blocked_exec.hpp"
 #include "cell.hpp"
 #include "error.hpp"
 #include "lane_adjoint.hpp"
@@ -65,6 +66,24 @@ template <class R, class S>
 void gather_params(const View<const S>& p, index_t j, int P, R* out) {
   for (int q = 0; q < P; ++q) out[q] = static_cast<R>(p(0, 0, q, j));
 }
+
+/// Runs a blocked executor's blocks one after another, on the calling thread.
+struct SerialBlocks {
+  template <class F>
+  void operator()(index_t n, const F& f) const {
+    for (index_t i = 0; i < n; ++i) f(i);
+  }
+};
+
+/// The executor for lanes solved one per task: the time executor's own blocking
+/// run serially. A lane then computes bitwise the same whether the solver
+/// parallelises over time (lanes < workers) or over lanes, so results do not
+/// depend on the thread count (a plain serial scan would round differently).
+template <class Loop>
+BlockedExec<SerialBlocks> serial_twin(const BlockedExec<Loop>& e) {
+  return BlockedExec<SerialBlocks>{SerialBlocks{}, e.min_block, e.max_blocks};
+}
+inline SerialExec serial_twin(const SerialExec&) { return SerialExec{}; }
 
 inline void merge(SolveReport& rep, const LaneResult& r) {
   rep.iterations = std::max(rep.iterations, r.iterations);
@@ -138,7 +157,8 @@ SolveReport solve_forward(const Backend& be, const View<const S>& u, const View<
       });
     });
   } else {
-    be.for_blocks(lanes, 1, [&](index_t begin, index_t end) { solve_lanes(begin, end, SerialExec{}); });
+    const auto lane_exec = detail::serial_twin(be.time_exec());
+    be.for_blocks(lanes, 1, [&](index_t begin, index_t end) { solve_lanes(begin, end, lane_exec); });
   }
 
   for (index_t lane = 0; lane < lanes; ++lane) {
@@ -212,10 +232,9 @@ void solve_backward(const Backend& be, const View<const S>& u, const View<const 
       LaneAdjointIO<R> io{ul.data(), pl, s0l, sl.data(), grad_states.data ? gl.data() : nullptr,
                           grad_final.data ? gfl : nullptr, dul.data(),
                           dp_lane.data() + lane * (P > 0 ? P : 1), ds0l};
-      if constexpr (std::is_same<std::decay_t<decltype(exec)>, SerialExec>::value)
-        adjoint_lane_sequential<Cell>(T, io);
-      else
-        adjoint_lane_parallel<Cell>(exec, T, io, scratch);
+      // The same algorithm on both paths (see serial_twin): adjoint_lane_sequential
+      // would be cheaper here but round differently from the time-parallel path.
+      adjoint_lane_parallel<Cell>(exec, T, io, scratch);
       if (grad_u.data) detail::scatter_lane(grad_u, b, j, dul.data());
       if (grad_s0.data)
         for (int k = 0; k < K; ++k) grad_s0(0, b, k, j) = static_cast<S>(ds0l[k]);
@@ -224,7 +243,8 @@ void solve_backward(const Backend& be, const View<const S>& u, const View<const 
   if (time_parallel) {
     run_lanes(0, lanes, be.time_exec());
   } else {
-    be.for_blocks(lanes, 1, [&](index_t begin, index_t end) { run_lanes(begin, end, SerialExec{}); });
+    const auto lane_exec = detail::serial_twin(be.time_exec());
+    be.for_blocks(lanes, 1, [&](index_t begin, index_t end) { run_lanes(begin, end, lane_exec); });
   }
   if (grad_p.data) {
     for (index_t j = 0; j < H; ++j)
