@@ -4,6 +4,7 @@
     perf/report.py bench_cpu.json                 # tables per (pass, cell) on stdout
     perf/report.py bench_cpu.json --long          # one row per benchmark, all counters
     perf/report.py bench_cpu.json --plot out.png  # speed-up plot (needs matplotlib)
+    perf/report.py bench_cpu.json --trim out.json # keep only the rows used (to commit)
 
 Benchmark names are <pass>/<cell>/<mode>/lanes:<n>/T:<n>/threads:<n>[/real_time].
 Speed-up is sequential time / mode time for the same pass, cell, shape and
@@ -40,7 +41,7 @@ def to_ms(value, unit):
     return value * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def load(path):
+def load(path, kept=None):
     with open(path) as f:
         data = json.load(f)
     runs = {}
@@ -66,6 +67,8 @@ def load(path):
         fields["max_diff"] = b.get("max_diff", float("nan"))
         key = (fields["pass"], fields["cell"], fields["lanes"], fields["T"], fields["threads"], fields["mode"])
         runs[key] = fields
+        if kept is not None:
+            kept.append(b)
     return data.get("context", {}), runs
 
 
@@ -140,18 +143,18 @@ def plot(runs, path):
         return
     passes = sorted({k[0] for k in runs}, key=lambda p: p != "fwd")
     cells = sorted({k[1] for k in runs})
-    fig, axes = plt.subplots(len(passes), len(cells), figsize=(6 * len(cells), 4 * len(passes)), squeeze=False)
+    fig, axes = plt.subplots(len(passes), len(cells), figsize=(7 * len(cells), 5 * len(passes)), squeeze=False)
     for i, pas in enumerate(passes):
         for j, cell in enumerate(cells):
             ax = axes[i][j]
             shapes = sorted({k[2:5] for k in runs if k[0] == pas and k[1] == cell})
-            labels = [f"{l}x{T}\n{t}t" for l, T, t in shapes]
+            labels = [f"{l}x{T} {t}t" for l, T, t in shapes]
             for n, mode in enumerate(MODES[1:]):
                 ys = [speedup(runs, (pas, cell) + s + (mode,)) or 0 for s in shapes]
                 ax.bar([x + 0.4 * n for x in range(len(shapes))], ys, width=0.4, label=mode)
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set_xticks([x + 0.2 for x in range(len(shapes))])
-            ax.set_xticklabels(labels, fontsize=6)
+            ax.set_xticklabels(labels, fontsize=7, rotation=90)
             ax.set_title(f"{PASS_TITLE[pas]}, {cell}: speed-up vs sequential")
             ax.set_xlabel("lanes x T, threads")
             ax.legend(fontsize=7)
@@ -165,8 +168,13 @@ def main():
     ap.add_argument("json", help="--benchmark_out file of flashrnn_bench_cpu")
     ap.add_argument("--long", action="store_true", help="one row per benchmark with every counter")
     ap.add_argument("--plot", metavar="PNG", help="also write a speed-up plot (matplotlib)")
+    ap.add_argument("--trim", metavar="JSON", help="also write the JSON reduced to the rows used")
     args = ap.parse_args()
-    context, runs = load(args.json)
+    kept = []
+    context, runs = load(args.json, kept)
+    if args.trim:
+        with open(args.trim, "w") as f:
+            json.dump({"context": context, "benchmarks": kept}, f, indent=1)
     if not runs:
         sys.exit(f"{args.json}: no flashrnn benchmark results")
     print(long_table(runs) if args.long else wide_tables(runs))
