@@ -89,6 +89,20 @@ struct LaneData {
   Map* maps = nullptr;        ///< slots x n
   NewtonParams<R> np{};
 
+  /// One lane's channels of a (T, B, C, H) descriptor, addressed without
+  /// per-step index arithmetic (the hot loops of stepping use these).
+  template <class E>
+  struct Cursor {
+    E* base;
+    index_t st, sc;
+    KOKKOS_INLINE_FUNCTION E& at(index_t t, int c) const { return base[t * st + c * sc]; }
+  };
+  template <class E>
+  KOKKOS_INLINE_FUNCTION Cursor<E> cursor(const View<E>& v, index_t lane) const {
+    const index_t b = lane / H, j = lane % H;
+    return Cursor<E>{v.data ? v.data + b * v.stride_b + j * v.stride_h : nullptr, v.stride_t, v.stride_c};
+  }
+
   KOKKOS_INLINE_FUNCTION void load_u(index_t lane, index_t t, R* out) const {
     const index_t b = lane / H, j = lane % H;
     for (int g = 0; g < G; ++g) out[g] = static_cast<R>(u(t, b, g, j));
@@ -110,10 +124,11 @@ struct LaneData {
                                         const R* incoming, R* phi) const {
     R pl[P1], ul[G];
     load_p(lane, pl);
+    const auto uc = cursor(u, lane);
     const R* prev = incoming;
     if (phi == nullptr) {
       for (index_t t = begin; t < end; ++t) {
-        load_u(lane, t, ul);
+        for (int g = 0; g < G; ++g) ul[g] = static_cast<R>(uc.at(t, g));
         cell_step<Cell>(prev, ul, pl, state(slot, t));
         prev = state(slot, t);
       }
@@ -122,7 +137,7 @@ struct LaneData {
     Map acc = Map::identity();
     for (index_t t = begin; t < end; ++t) {
       Map step;
-      load_u(lane, t, ul);
+      for (int g = 0; g < G; ++g) ul[g] = static_cast<R>(uc.at(t, g));
       cell_step_state_jacobian<Cell>(prev, ul, pl, state(slot, t), step.A);
       for (int i = 0; i < K; ++i) step.c[i] = R(0);
       acc = compose(step, acc);
@@ -338,12 +353,34 @@ struct AdjointData {
 
   /// Reverse sweep, one step at a time (core's adjoint_lane_sequential).
   KOKKOS_INLINE_FUNCTION void sequential(index_t lane) const {
-    R lam[K], jt[J];
+    R lam[K], jt[J], pl[P1], ul[G], prev[K], f[K];
     ParamSum dp = zero_sum();
+    fw.load_p(lane, pl);
+    const auto uc = fw.cursor(fw.u, lane);
+    const auto sc = fw.cursor(states, lane);
+    const auto gsc = fw.cursor(grad_states, lane);
+    const auto guc = fw.cursor(grad_u, lane);
     upstream(lane, fw.T - 1, lam);
     for (index_t t = fw.T - 1; t >= 0; --t) {
-      local_derivatives(lane, t, jt);
-      dp = add(dp, input_grads(lane, t, jt, lam));
+      if (t == 0)
+        fw.load_s0(lane, prev);
+      else
+        for (int k = 0; k < K; ++k) prev[k] = static_cast<R>(sc.at(t - 1, k));
+      for (int g = 0; g < G; ++g) ul[g] = static_cast<R>(uc.at(t, g));
+      cell_step_full_jacobian<Cell>(prev, ul, pl, f, jt, jt + K * K, jt + K * K + K * G);
+      const R* Ju = jt + K * K;
+      const R* Jp = jt + K * K + K * G;
+      if (guc.base)
+        for (int g = 0; g < G; ++g) {
+          R acc = R(0);
+          for (int i = 0; i < K; ++i) acc += Ju[i * G + g] * lam[i];
+          guc.at(t, g) = static_cast<S>(acc);
+        }
+      for (int q = 0; q < P; ++q) {
+        double acc = 0.0;
+        for (int i = 0; i < K; ++i) acc += static_cast<double>(Jp[i * P1 + q]) * lam[i];
+        dp.v[q] += acc;
+      }
       R back[K];
       for (int c = 0; c < K; ++c) {
         R acc = R(0);
@@ -353,8 +390,7 @@ struct AdjointData {
       if (t == 0) {
         write_grad_s0(lane, jt, lam);
       } else {
-        upstream(lane, t - 1, lam);
-        for (int i = 0; i < K; ++i) lam[i] += back[i];
+        for (int k = 0; k < K; ++k) lam[k] = back[k] + (gsc.base ? static_cast<R>(gsc.at(t - 1, k)) : R(0));
       }
     }
     write_dp(lane, dp);

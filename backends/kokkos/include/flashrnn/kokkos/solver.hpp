@@ -246,20 +246,23 @@ SolveReport solve_forward(const ExecSpace& space, const View<const S>& u, const 
         "flashrnn::kokkos::forward_sequential", RangeN<ExecSpace>(space, 0, lanes),
         KOKKOS_LAMBDA(const index_t lane) {
           constexpr int G = cell_traits<Cell>::G, P1 = LaneData<Cell, R, S>::P1;
-          const index_t b = lane / H, j = lane % H;
           R s[K], next[K], ul[G], pl[P1];
           d.load_s0(lane, s);
           d.load_p(lane, pl);
+          const auto uc = d.cursor(d.u, lane);
+          const auto sc = d.cursor(states, lane);
           for (index_t t = 0; t < T; ++t) {
-            d.load_u(lane, t, ul);
+            for (int g = 0; g < G; ++g) ul[g] = static_cast<R>(uc.at(t, g));
             cell_step<Cell>(s, ul, pl, next);
             for (int k = 0; k < K; ++k) {
               s[k] = next[k];
-              if (states.data) states(t, b, k, j) = static_cast<S>(next[k]);
+              if (sc.base) sc.at(t, k) = static_cast<S>(next[k]);
             }
           }
-          if (final_state.data)
-            for (int k = 0; k < K; ++k) final_state(0, b, k, j) = static_cast<S>(s[k]);
+          if (final_state.data) {
+            const auto fc = d.cursor(final_state, lane);
+            for (int k = 0; k < K; ++k) fc.at(0, k) = static_cast<S>(s[k]);
+          }
         });
     space.fence();
     return report;
