@@ -107,3 +107,13 @@ def test_numpy_dlpack_direct():
     ref = loop_reference("para_gru", torch.from_numpy(u), torch.from_numpy(p[0, 0]))
     torch.testing.assert_close(torch.from_numpy(out), ref)
     assert rep["converged"]
+
+
+def test_expanded_upstream_gradient():
+    # states.sum() hands the backward a stride-0 (expanded) gradient
+    u, p, s0 = make("para_lstm", T=9)
+    a = u.clone().requires_grad_(True)
+    flashrnn.cell_solve("para_lstm", a, p, s0)[0].sum().backward()
+    b = u.clone().requires_grad_(True)
+    loop_reference("para_lstm", b, p, s0).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
