@@ -104,7 +104,8 @@ def plot_curves(hist, path, title):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     steps = [h["step"] for h in hist["train"]]
     loss = [h["loss"] for h in hist["train"]]
-    ax.plot(steps, loss, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step, at the curriculum length)")
+    ax.plot(steps, loss, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step" + (", at the curriculum length)" if any(
+        h.get("length", 0) < hist.get("val_len", 0) for h in hist["train"]) else ")"))
     k = max(1, len(loss) // 40)
     if len(loss) > k:
         smooth = [sum(loss[max(0, i - k + 1):i + 1]) / len(loss[max(0, i - k + 1):i + 1]) for i in range(len(loss))]
