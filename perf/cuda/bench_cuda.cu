@@ -97,6 +97,7 @@ double copy_bandwidth_gbs() {
 }
 
 FILE* json = nullptr;
+int chunk = 0;  // --chunk: steps per thread of newton_chunked (0 = tuned)
 bool first_row = true;
 double peak = 0;
 
@@ -156,6 +157,7 @@ void bench_shape(const char* dtype, int B, int H, long T, double max_gb, int rep
     if (m == Mode::newton && static_cast<double>(T) * H > 2048.0 * 1024) continue;
     SolverOptions o;
     o.mode = m;
+    o.chunk_length = chunk;
     o.check_finite = false;
     const SolveReport rep = cuda::forward<Cell, S>(uv(0), pv, {}, sv, {}, o);
     if (!rep.converged) std::printf("  (not converged: %d lanes fell back)\n", int(rep.lanes_fell_back));
@@ -194,17 +196,19 @@ void bench_shape(const char* dtype, int B, int H, long T, double max_gb, int rep
 }
 
 int run(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, tiny = false;
   double max_gb = 60;
   const char* json_path = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--tiny")) tiny = true;
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     else if (!std::strcmp(argv[i], "--max-bytes") && i + 1 < argc) max_gb = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = std::atoi(argv[++i]);
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  peak = copy_bandwidth_gbs();
+  peak = tiny ? 1.0 : copy_bandwidth_gbs();
   std::printf("device: %s, %d SMs; measured copy bandwidth %.0f GB/s (read+write of a 2 GiB cudaMemcpy)\n",
               prop.name, prop.multiProcessorCount, peak);
   if (json_path) {
@@ -217,6 +221,10 @@ int run(int argc, char** argv) {
   if (quick) {
     Hs = {1024};
     Ts = {2048};
+  }
+  if (tiny) {
+    Hs = {256};
+    Ts = {512};
   }
   for (int H : Hs)
     for (long T : Ts) {

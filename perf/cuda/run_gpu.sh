@@ -16,8 +16,8 @@ for step in "$@"; do
           $b/flashrnn_cuda_tests "[sanitize],[step],[errors]" > "$out/san_$tool.log" 2>&1
         echo "compute-sanitizer $tool exit $?"; tail -4 "$out/san_$tool.log"
       done ;;
-    quick) timeout 120 $b/bench_cuda --quick 2>&1 | tee "$out/bench_quick.log" ;;
-    bench) timeout 420 $b/bench_cuda --json "$out/bench_cuda.json" 2>&1 | tee "$out/bench_cuda.log" ;;
-    torch) PYTHONUNBUFFERED=1 timeout 300 python3 perf/cuda/bench_torch.py --json "$out/bench_torch.json" --budget-s 200 2>&1 | tee "$out/bench_torch.log" ;;
+    quick) for c in 8 16 32; do echo "--chunk $c"; timeout 120 $b/bench_cuda --quick --chunk $c; done 2>&1 | tee "$out/bench_quick.log" ;;
+    bench) timeout 330 $b/bench_cuda --json "$out/bench_cuda.json" 2>&1 | tee "$out/bench_cuda.log" ;;
+    torch) PYTHONUNBUFFERED=1 timeout 190 python3 perf/cuda/bench_torch.py --json "$out/bench_torch.json" --budget-s 150 2>&1 | tee "$out/bench_torch.log" ;;
   esac
 done

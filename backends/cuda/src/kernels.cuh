@@ -40,8 +40,16 @@ struct compute_type<__half> {
 
 __device__ __forceinline__ float load_r(const float* p) { return __ldg(p); }
 __device__ __forceinline__ double load_r(const double* p) { return __ldg(p); }
-__device__ __forceinline__ float load_r(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ float load_r(const __half* p) { return __half2float(*p); }
+// Read-only cache loads for every type: they also tell the compiler that the
+// stores of states cannot alias u, so the prefetch loads can be issued early.
+// (16-bit types through the unsigned short builtin: cuda_bf16.h's __ldg is an
+// asm statement the compiler may hoist out of a `ptr ? load : 0` guard.)
+__device__ __forceinline__ float load_r(const __nv_bfloat16* p) {
+  return __bfloat162float(__ushort_as_bfloat16(__ldg(reinterpret_cast<const unsigned short*>(p))));
+}
+__device__ __forceinline__ float load_r(const __half* p) {
+  return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short*>(p))));
+}
 
 __device__ __forceinline__ void store_r(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_r(double* p, double v) { *p = v; }
@@ -189,7 +197,7 @@ __device__ __forceinline__ int take_ticket(int* counter, int* sh) {
 // ---- sequential forward: one thread per lane, exact stepping ---------------
 
 template <class Cell, class S, class R, int D>
-__global__ void __launch_bounds__(128) sequential_forward_kernel(FwdArgs<S, R> a) {
+__global__ void __launch_bounds__(64) sequential_forward_kernel(FwdArgs<S, R> a) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr int PP = P > 0 ? P : 1;
   const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -252,7 +260,9 @@ __global__ void __launch_bounds__(128) sequential_forward_kernel(FwdArgs<S, R> a
 // ---- Newton forward (chunked; L = 1 is per-step Newton) ----------------------
 
 template <class Cell, class S, class R, int L>
-__global__ void __launch_bounds__(256) newton_forward_kernel(FwdArgs<S, R> a) {
+// Two blocks per SM at least: the chunk passes are chains of dependent steps,
+// so occupancy is what hides their latency (caps registers at 128).
+__global__ void __launch_bounds__(256, 2) newton_forward_kernel(FwdArgs<S, R> a) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr int PP = P > 0 ? P : 1;
   using Map = Affine<R, K>;
@@ -315,141 +325,195 @@ __global__ void __launch_bounds__(256) newton_forward_kernel(FwdArgs<S, R> a) {
     for (int k = 0; k < K; ++k) xin[k] = R(0);
   }
 
-  int iters = 0;
+  __shared__ R sh_F[256 * K];  // end state of every chunk after a pass
+  __shared__ R sh_x0[32 * K];  // incoming state of chunk 0, per lane of the tile
+  const LanePtr<S> st(a.states, b, j);
+  const index_t seg_last = seg_begin + seg_steps - 1;
+  const bool multi = nc_active > 1;
+
+  int iters = 0;  // Newton updates (scans of the chunk maps)
   R resid = R(0);
   bool nonfinite = false;
-  // Newton on the chunk boundaries with chunk 0's incoming state held fixed.
-  // Returns true when converged (block-uniform).
-  auto newton = [&](int max_iters) -> bool {
-    if (nc_active <= 1) return true;
-    for (int k = 1; k <= max_iters; ++k) {
-      Map m = Map::identity();
-      if (active) {
-        R s[K], phi[K * K];
+
+  // One pass over the chunk from xin: end state F; with `jac` also Φ (K x K);
+  // with `write` the states go to memory.
+  auto pass = [&](bool jac, bool write, R* F, R* phi) {
+    R s[K];
 #pragma unroll
-        for (int i = 0; i < K; ++i) {
-          s[i] = xin[i];
+    for (int i = 0; i < K; ++i) {
+      s[i] = xin[i];
+      if (jac)
 #pragma unroll
-          for (int jj = 0; jj < K; ++jj) phi[i * K + jj] = i == jj ? R(1) : R(0);
-        }
-#pragma unroll
-        for (int i = 0; i < L; ++i) {
-          if (i < n) {
-            R nx[K], A[K * K];
-            cell_step_state_jacobian<Cell>(s, ur[i], p, nx, A);
-            left_multiply<R, K>(A, phi);
-#pragma unroll
-            for (int q = 0; q < K; ++q) s[q] = nx[q];
-          }
-        }
-        if (y == 0) {
-          m = Map::constant(s);
-        } else {
-#pragma unroll
-          for (int i = 0; i < K; ++i) {
-            R c = s[i];
-#pragma unroll
-            for (int jj = 0; jj < K; ++jj) {
-              m.A[i * K + jj] = phi[i * K + jj];
-              c -= phi[i * K + jj] * xin[jj];
-            }
-            m.c[i] = c;
-          }
-        }
-      }
-      block_scan_y<R, K>(m, sh_map, y, a.LT, a.NC, false);
-      bool not_conv = false;
-      if (active && y > 0) {
-        const Map& prev = sh_map[threadIdx.x - a.LT];
-        R r = R(0);
-#pragma unroll
-        for (int i = 0; i < K; ++i) {
-          const R delta = prev.c[i] - xin[i];
-          const R next = xin[i] + a.damping * delta;
-          if (!finite(next)) nonfinite = true;
-          const R ad = fabs(delta);
-          r = fmax(r, ad);
-          if (!(ad <= a.atol + a.rtol * fabs(next))) not_conv = true;
-          xin[i] = next;
-        }
-        resid = r;
-      }
-      ++iters;
-      const bool any_nf = __syncthreads_or(nonfinite);
-      if (any_nf) return false;
-      const bool any = __syncthreads_or(not_conv);
-      const bool exact = a.damping == R(1) && k >= nc_active - 1;
-      if (!any || exact) return true;
+        for (int jj = 0; jj < K; ++jj) phi[i * K + jj] = i == jj ? R(1) : R(0);
     }
-    return false;
+#pragma unroll
+    for (int i = 0; i < L; ++i) {
+      if (i < n) {
+        R nx[K];
+        if (jac) {
+          R A[K * K];
+          cell_step_state_jacobian<Cell>(s, ur[i], p, nx, A);
+          left_multiply<R, K>(A, phi);
+        } else {
+          cell_step<Cell>(s, ur[i], p, nx);
+        }
+#pragma unroll
+        for (int q = 0; q < K; ++q) {
+          s[q] = nx[q];
+          if (write && st.base) store_r(st.at(t0 + i, q), nx[q]);
+        }
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < K; ++q) F[q] = s[q];
   };
 
-  if (seg > 0) newton(a.max_iters);  // from the guessed incoming state, in parallel
-  iters = 0;
-  resid = R(0);
+  // One Newton update of the boundaries: linearise every chunk at xin, scan
+  // the chunk maps, move xin (y >= 1) toward the solution. With `affine0`
+  // chunk 0's map keeps its dependence on the segment's incoming state and
+  // `lin` receives boundary y as an affine function of it.
+  Map lin = Map::identity();
+  auto update = [&](bool affine0) {
+    Map m = Map::identity();
+    if (active) {
+      R F[K], phi[K * K];
+      pass(true, false, F, phi);
+      if (y == 0 && !affine0) {
+        m = Map::constant(F);
+      } else {
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+          R c = F[i];
+#pragma unroll
+          for (int jj = 0; jj < K; ++jj) {
+            m.A[i * K + jj] = phi[i * K + jj];
+            c -= phi[i * K + jj] * xin[jj];
+          }
+          m.c[i] = c;
+        }
+      }
+      if (y == 0 && affine0)
+#pragma unroll
+        for (int k = 0; k < K; ++k) sh_x0[x * K + k] = xin[k];
+    }
+    block_scan_y<R, K>(m, sh_map, y, a.LT, a.NC, false);
+    if (active && y > 0) {
+      const Map& prev = sh_map[threadIdx.x - a.LT];
+      R target[K];
+      if (affine0) {
+        lin = prev;
+        prev.apply(sh_x0 + x * K, target);
+      } else {
+#pragma unroll
+        for (int k = 0; k < K; ++k) target[k] = prev.c[k];
+      }
+      R r = R(0);
+#pragma unroll
+      for (int i = 0; i < K; ++i) {
+        const R next = xin[i] + a.damping * (target[i] - xin[i]);
+        if (!finite(next)) nonfinite = true;
+        r = fmax(r, fabs(target[i] - xin[i]));
+        xin[i] = next;
+      }
+      resid = r;
+    }
+    ++iters;
+  };
+
+  // Phase A: one update from the guesses (for seg > 0 in parallel with the
+  // blocks before it, its incoming state still a guess).
+  if (multi) update(seg > 0);
+  int exact_updates = seg == 0 && multi ? 1 : 0;
   if (seg > 0) {
     wait_flag(a.flags + (seg - 1) * a.n_tiles + tile);
     if (active && y == 0) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) xin[k] = load_volatile(a.carry + ((seg - 1) * a.lanes + lane) * K + k);
+      for (int k = 0; k < K; ++k) {
+        xin[k] = load_volatile(a.carry + ((seg - 1) * a.lanes + lane) * K + k);
+        sh_x0[x * K + k] = xin[k];
+      }
     }
+    __syncthreads();
+    // The boundaries as functions of the now exact incoming state (first order).
+    if (multi && active && y > 0 && a.damping == R(1)) lin.apply(sh_x0 + x * K, xin);
   }
-  const bool converged = newton(a.max_iters);
+
+  // Verify-and-write passes: plain stepping from the boundaries writes the
+  // states and measures the boundary mismatch |F_{y-1} - x_y|; accepted when
+  // every mismatch is within tolerance, else one more Newton update.
+  R F[K];
+  bool converged = false;
+  for (;;) {
+    if (active) pass(false, true, F, nullptr);
+    bool bad_step = false;
+    if (multi) {
+      if (active)
+#pragma unroll
+        for (int k = 0; k < K; ++k) sh_F[threadIdx.x * K + k] = F[k];
+      __syncthreads();
+      if (active && y > 0) {
+        R r = R(0);
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          const R mis = fabs(sh_F[(threadIdx.x - a.LT) * K + k] - xin[k]);
+          r = fmax(r, mis);
+          // A tenth of the Newton tolerance: accepting a mismatch m leaves an
+          // error of about m in the states, where a Newton update of size m
+          // would leave about m^2.
+          if (!(mis <= R(0.1) * (a.atol + a.rtol * fabs(xin[k])))) bad_step = true;
+        }
+        resid = r;
+      }
+    }
+    const bool any_bad = __syncthreads_or(bad_step || nonfinite);
+    const bool exact = a.damping == R(1) && exact_updates >= nc_active - 1;
+    if (!any_bad || exact) {
+      converged = true;
+      break;
+    }
+    if (exact_updates >= a.max_iters || __syncthreads_or(nonfinite)) break;
+    update(false);
+    ++exact_updates;
+  }
   const bool fallback = !converged && a.policy == static_cast<int>(OnNonConvergence::fallback_sequential);
 
-  const LanePtr<S> st(a.states, b, j);
-  const index_t seg_last = seg_begin + seg_steps - 1;
   if (!fallback) {
-    if (active) {
+    if (active && t0 + n - 1 == seg_last) {
+      if (a.carry)
+#pragma unroll
+        for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = F[k];
+      if (seg_last == a.T - 1 && a.final_state.data) {
+        const LanePtr<S> fs(a.final_state, b, j);
+#pragma unroll
+        for (int k = 0; k < K; ++k) store_r(fs.at(0, k), F[k]);
+      }
+    }
+  } else {
+    __syncthreads();  // the Newton passes' stores are done before stepping overwrites them
+    if (y == 0 && valid_lane) {
+      // Exact stepping over the whole segment from its exact incoming state.
       R s[K];
 #pragma unroll
       for (int k = 0; k < K; ++k) s[k] = xin[k];
+      for (index_t t = seg_begin; t <= seg_last; ++t) {
+        R ug[G], nx[K];
 #pragma unroll
-      for (int i = 0; i < L; ++i) {
-        if (i < n) {
-          R nx[K];
-          cell_step<Cell>(s, ur[i], p, nx);
+        for (int g = 0; g < G; ++g) ug[g] = load_r(u.at(t, g));
+        cell_step<Cell>(s, ug, p, nx);
 #pragma unroll
-          for (int k = 0; k < K; ++k) {
-            s[k] = nx[k];
-            if (st.base) store_r(st.at(t0 + i, k), nx[k]);
-          }
+        for (int k = 0; k < K; ++k) {
+          s[k] = nx[k];
+          if (st.base) store_r(st.at(t, k), nx[k]);
         }
       }
-      if (t0 + n - 1 == seg_last) {
-        if (a.carry)
+      if (a.carry)
 #pragma unroll
-          for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = s[k];
-        if (seg_last == a.T - 1 && a.final_state.data) {
-          const LanePtr<S> fs(a.final_state, b, j);
+        for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = s[k];
+      if (seg_last == a.T - 1 && a.final_state.data) {
+        const LanePtr<S> fs(a.final_state, b, j);
 #pragma unroll
-          for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
-        }
+        for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
       }
-    }
-  } else if (y == 0 && valid_lane) {
-    // Exact stepping over the whole segment from its exact incoming state.
-    R s[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) s[k] = xin[k];
-    for (index_t t = seg_begin; t <= seg_last; ++t) {
-      R ug[G], nx[K];
-#pragma unroll
-      for (int g = 0; g < G; ++g) ug[g] = load_r(u.at(t, g));
-      cell_step<Cell>(s, ug, p, nx);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        s[k] = nx[k];
-        if (st.base) store_r(st.at(t, k), nx[k]);
-      }
-    }
-    if (a.carry)
-#pragma unroll
-      for (int k = 0; k < K; ++k) a.carry[(seg * a.lanes + lane) * K + k] = s[k];
-    if (seg_last == a.T - 1 && a.final_state.data) {
-      const LanePtr<S> fs(a.final_state, b, j);
-#pragma unroll
-      for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
     }
   }
   if (a.n_seg > 1 && seg + 1 < a.n_seg) raise_flag(a.flags + seg * a.n_tiles + tile);
@@ -534,7 +598,7 @@ __device__ __forceinline__ void adjoint_step(const R* A, const R* Ju, const R* J
 
 /// Reverse sweep, one thread per lane: exact adjoint with no storage.
 template <class Cell, class S, class R>
-__global__ void __launch_bounds__(128) sequential_backward_kernel(BwdArgs<S, R> a) {
+__global__ void __launch_bounds__(64) sequential_backward_kernel(BwdArgs<S, R> a) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr int PP = P > 0 ? P : 1;
   const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -161,6 +161,7 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
   switch (L) {
     case 1: detail::launch_newton<Cell, S, R, 1>(a, blocks, stream); break;
     case 8: detail::launch_newton<Cell, S, R, 8>(a, blocks, stream); break;
+    case 32: detail::launch_newton<Cell, S, R, 32>(a, blocks, stream); break;
     default: detail::launch_newton<Cell, S, R, 16>(a, blocks, stream); break;
   }
   return mode;

@@ -59,8 +59,16 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
 
 /// Solves the recurrence for all B*H lanes (see flashrnn::forward) and returns
 /// the report. Synchronises `stream` once, at the end, to read the report.
+/// Newton forms: every thread owns a chunk of steps; one Newton update (a
+/// scan of the chunk maps) is followed by a pass that steps every chunk from
+/// its boundary, writes the states and accepts them when every boundary
+/// mismatch |f-chunk end - next boundary| is within a tenth of the tolerance
+/// (atol + rtol |x|), else another update follows. report.iterations counts
+/// the updates (max over blocks), report.final_residual the last mismatch.
+/// Lanes of a block that misses max_iters are recomputed by exact stepping on
+/// the device (fallback_sequential; report.lanes_fell_back counts lane-segments).
 /// Mode::newton runs per-step Newton (chunks of one step), Mode::newton_chunked
-/// multiple shooting with options.chunk_length steps per thread (supported: 1, 4,
+/// multiple shooting with options.chunk_length steps per thread (supported: 1,
 /// 8, 16, 32; others round down to the nearest; 0 = tuned), Mode::sequential one
 /// thread per lane. Sequences of any length are split across blocks.
 template <class Cell, class S>

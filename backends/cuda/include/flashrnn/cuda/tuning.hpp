@@ -13,12 +13,12 @@ namespace tuning {
 /// Threads per block of the Newton and parallel-adjoint kernels.
 constexpr int block_threads = 256;
 /// Threads per block of the one-thread-per-lane kernels.
-constexpr int sequential_block_threads = 128;
+constexpr int sequential_block_threads = 64;
 /// Steps each thread prefetches ahead in the sequential kernels.
 constexpr int sequential_prefetch = 8;
 /// Chunk lengths (steps per thread) compiled for the chunked kernels; a
 /// requested chunk_length rounds down to one of these (1 = per-step Newton).
-constexpr int chunk_lengths[] = {1, 8, 16};
+constexpr int chunk_lengths[] = {1, 8, 16, 32};
 /// Default chunk length of Mode::newton_chunked and of the parallel adjoint.
 constexpr int default_chunk_length = 16;
 
