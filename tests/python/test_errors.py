@@ -76,3 +76,49 @@ def test_native_errors_name_the_argument():
         _C.forward("para_gru", dl(u), dl(p), None, dl(out), None, mode="fastest")
     with pytest.raises(ValueError, match="at least one output"):
         _C.forward("para_gru", dl(u), dl(p), None, None, None)
+
+
+def _fake_cuda_capsule(shape, keep):
+    """A 'dltensor' capsule that claims to live on cuda:0 (its memory is never
+    touched: the call must fail before)."""
+    import ctypes
+
+    class DLDevice(ctypes.Structure):
+        _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int32)]
+
+    class DLDataType(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+    class DLTensor(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
+                    ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                    ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+    class DLManagedTensor(ctypes.Structure):
+        _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p),
+                    ("deleter", ctypes.c_void_p)]
+
+    buf = torch.zeros(int(torch.tensor(shape).prod()))
+    shp = (ctypes.c_int64 * 4)(*shape)
+    mt = DLManagedTensor(DLTensor(buf.data_ptr(), DLDevice(2, 0), 4, DLDataType(2, 32, 1), shp, None, 0),
+                         None, None)
+    keep += [buf, shp, mt]
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return new(ctypes.addressof(mt), b"dltensor", None)
+
+
+def test_cuda_tensor_without_cuda_build_is_a_clear_error():
+    if flashrnn.build_info()["cuda"]:
+        pytest.skip("built with CUDA")
+    keep = []
+    u = _fake_cuda_capsule((5, 2, 3, 4), keep)
+    p = _fake_cuda_capsule((1, 1, 3, 4), keep)
+    out = _fake_cuda_capsule((5, 2, 1, 4), keep)
+    with pytest.raises(ValueError, match="built without CUDA"):
+        _C.forward("para_gru", u, p, None, out, None)
+    # mixing devices is caught first, naming the argument
+    with pytest.raises(ValueError, match=r"argument 'p': expected device cuda:0"):
+        _C.forward("para_gru", _fake_cuda_capsule((5, 2, 3, 4), keep),
+                   torch.utils.dlpack.to_dlpack(torch.zeros(1, 1, 3, 4)), None,
+                   _fake_cuda_capsule((5, 2, 1, 4), keep), None)
