@@ -11,10 +11,12 @@
 // the suite also runs on device builds of Kokkos.
 #pragma once
 #include <Kokkos_Core.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flashrnn/flashrnn.hpp"

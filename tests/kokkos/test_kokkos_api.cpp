@@ -6,6 +6,9 @@
 
 #include "backends.hpp"
 #include "catch.hpp"
+#if defined(CATCH_VERSION_MAJOR) && CATCH_VERSION_MAJOR >= 3
+using Catch::Approx;
+#endif
 
 namespace {
 using namespace kt;
@@ -16,6 +19,9 @@ using LSTM = flashrnn::cells::ParaLSTM;
 using V4 = Kokkos::View<double****, Mem>;
 using V3 = Kokkos::View<double***, Mem>;
 using V2 = Kokkos::View<double**, Mem>;
+
+/// Substring test spelled the same for Catch2 v2 and v3.
+bool has(const std::string& text, const char* part) { return text.find(part) != std::string::npos; }
 
 template <class F>
 std::string error_of(const F& f) {
@@ -73,35 +79,65 @@ TEST_CASE("argument errors name the argument", "[kokkos][api]") {
   V4 u("u", 2, 10, 3, 4), states("states", 2, 10, 1, 4), bad_states("states", 2, 9, 1, 4);
   V2 p("p", 3, 4), bad_p("p", 2, 4);
   V3 none;
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, bad_states, none); }),
-             Catch::Contains("argument 'states'") && Catch::Contains("steps = 10"));
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(u, bad_p, none, states, none); }),
-             Catch::Contains("argument 'p'"));
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, V4(), none); }),
-             Catch::Contains("at least one output"));
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, bad_states, none); });
+    INFO(msg);
+    CHECK(has(msg, "argument 'states'"));
+    CHECK(has(msg, "steps = 10"));
+  }
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(u, bad_p, none, states, none); });
+    INFO(msg);
+    CHECK(has(msg, "argument 'p'"));
+  }
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, V4(), none); });
+    INFO(msg);
+    CHECK(has(msg, "at least one output"));
+  }
   Kokkos::View<double***, Mem> u3("u3", 2, 10, 13);  // 13 is no multiple of G = 3
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(u3, p, none, states, none); }),
-             Catch::Contains("argument 'u'") && Catch::Contains("multiple of 3"));
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(u3, p, none, states, none); });
+    INFO(msg);
+    CHECK(has(msg, "argument 'u'"));
+    CHECK(has(msg, "multiple of 3"));
+  }
   // Aliasing outputs with inputs.
   V4 both("both", 2, 10, 3, 4);
   auto alias = Kokkos::subview(both, Kokkos::ALL, Kokkos::ALL, std::make_pair(0, 1), Kokkos::ALL);
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(both, p, none, alias, none); }),
-             Catch::Contains("overlapping memory"));
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(both, p, none, alias, none); });
+    INFO(msg);
+    CHECK(has(msg, "overlapping memory"));
+  }
   // A non-finite input is found where it is, even in device memory.
   Kokkos::deep_copy(u, 0.5);
   Kokkos::deep_copy(Kokkos::subview(u, 1, 7, 2, 3), std::nan(""));
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, states, none); }),
-             Catch::Contains("argument 'u'") && Catch::Contains("t=7, b=1, channel=2, unit=3"));
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, states, none); });
+    INFO(msg);
+    CHECK(has(msg, "argument 'u'"));
+    CHECK(has(msg, "t=7, b=1, channel=2, unit=3"));
+  }
   SolverOptions bad;
   bad.max_iters = 0;
   Kokkos::deep_copy(u, 0.5);
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, states, none, bad); }),
-             Catch::Contains("max_iters"));
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::forward<GRU>(u, p, none, states, none, bad); });
+    INFO(msg);
+    CHECK(has(msg, "max_iters"));
+  }
   V4 gu("gu", 2, 10, 3, 4);
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::backward<GRU>(u, p, none, states, V4(), none, V4(), V2(), none); }),
-             Catch::Contains("at least one output"));
-  CHECK_THAT(error_of([&] { flashrnn::kokkos::backward<GRU>(u, p, none, bad_states, V4(), none, gu, V2(), none); }),
-             Catch::Contains("argument 'states'"));
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::backward<GRU>(u, p, none, states, V4(), none, V4(), V2(), none); });
+    INFO(msg);
+    CHECK(has(msg, "at least one output"));
+  }
+  {
+    const std::string msg = error_of([&] { flashrnn::kokkos::backward<GRU>(u, p, none, bad_states, V4(), none, gu, V2(), none); });
+    INFO(msg);
+    CHECK(has(msg, "argument 'states'"));
+  }
 }
 
 TEMPLATE_TEST_CASE("non-convergence: fallback to stepping, or an error", "[kokkos][api]", kt::KokkosRange,

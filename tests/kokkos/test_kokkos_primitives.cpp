@@ -3,12 +3,18 @@
 // (Debian's build): the parallel_scan functor's init/join are driven through a
 // chunked two-pass scan like Kokkos' OpenMP backend, and the team scans run on
 // real std::threads behind a minimal stand-in for a team member.
+#include <algorithm>
+#include <cmath>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "catch.hpp"
+#if defined(CATCH_VERSION_MAJOR) && CATCH_VERSION_MAJOR >= 3
+using Catch::Approx;
+#endif
 #include "flashrnn/kokkos/scan.hpp"
 
 namespace {
