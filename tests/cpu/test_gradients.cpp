@@ -123,8 +123,10 @@ void fd_check(Inputs kind, std::uint64_t seed) {
 ///      dual gradients this would also measure how the forward's rounding is
 ///      amplified by second derivatives, up to ~|a|^2 with saturated gates.)
 template <class Cell>
-void fp32_check(Inputs kind, std::uint64_t seed, index_t T, index_t B, index_t H) {
-  for (const GradCase& gc : kGradCases) {
+void fp32_check(Inputs kind, std::uint64_t seed, index_t T, index_t B, index_t H,
+                int cases = 3) {  // the dual gradients cost O(T^2): long lanes run fewer cases
+  for (int ci = 0; ci < cases; ++ci) {
+    const GradCase& gc = kGradCases[ci];
     Problem pr = make_problem<Cell>(T, B, H, seed++, kind);
     pr.round_to<float>();
     LossWeights w = make_loss(pr, seed++, gc.w_states, gc.w_final);
@@ -231,7 +233,7 @@ TEST_CASE("gradients: fp32 adjoint equals Dual<float> backprop through stepping"
     index_t T, B, H;
   };
   for (const Shape& sh : {Shape{1, 2, 2}, Shape{3, 1, 1}, Shape{17, 2, 3}, Shape{200, 1, 1},
-                          Shape{200, 3, 4}}) {
+                          Shape{200, 2, 2}}) {
     SECTION("ParaGRU T=" + std::to_string(sh.T) + " lanes=" + std::to_string(sh.B * sh.H)) {
       fp32_check<cells::ParaGRU>(Inputs::random, 700 + sh.T, sh.T, sh.B, sh.H);
       fp32_check<cells::ParaGRU>(Inputs::saturating, 750 + sh.T, sh.T, sh.B, sh.H);
@@ -245,10 +247,10 @@ TEST_CASE("gradients: fp32 adjoint equals Dual<float> backprop through stepping"
       fp32_check<cells::DiagTanh>(Inputs::saturating, 950 + sh.T, sh.T, sh.B, sh.H);
     }
   }
-  SECTION("T = 1000, one lane (time-parallel adjoint)") {
-    fp32_check<cells::ParaGRU>(Inputs::random, 1001, 1000, 1, 1);
-    fp32_check<cells::ParaLSTM>(Inputs::random, 1002, 1000, 1, 1);
-    fp32_check<cells::DiagTanh>(Inputs::random, 1003, 1000, 1, 1);
+  SECTION("T = 600, one lane (time-parallel adjoint, two scan blocks)") {
+    fp32_check<cells::ParaGRU>(Inputs::random, 1001, 600, 1, 1, 1);
+    fp32_check<cells::ParaLSTM>(Inputs::random, 1002, 600, 1, 1, 1);
+    fp32_check<cells::DiagTanh>(Inputs::random, 1003, 600, 1, 1, 1);
   }
 }
 

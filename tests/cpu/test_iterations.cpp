@@ -88,9 +88,8 @@ void exactness_suite(Inputs kind, double weight, std::uint64_t seed) {
 
 /// One recorded line: iterations at the default tolerance.
 template <class Cell, class S>
-void record(const char* label, const Problem& pr0, Mode mode, index_t chunk, bool require_converged) {
-  Problem pr = pr0;
-  pr.round_to<S>();
+void record(const char* label, const Problem& pr, Mode mode, index_t chunk, bool require_converged,
+            const std::vector<double>& ref, const std::vector<double>& seq) {
   ForwardCall call;
   call.opts = options(mode, chunk);
   call.want_states = false;
@@ -107,18 +106,20 @@ void record(const char* label, const Problem& pr0, Mode mode, index_t chunk, boo
   CHECK(out.rep.converged == (out.rep.lanes_fell_back == 0));
   if (require_converged) CHECK(out.rep.converged);
   // Whatever happened inside, the result is the sequential one.
-  const auto ref = reference_states<Cell, double>(pr, true);
-  const auto seq = reference_states<Cell, S>(pr, true);
   const Verdict v = judge<S>(out.final_state, last_step(ref, pr), last_step(seq, pr));
   INFO(v.describe());
   CHECK(v.ok);
 }
 
 template <class Cell, class S>
-void record_forms(const char* label, const Problem& pr, bool require_converged) {
-  record<Cell, S>(label, pr, Mode::newton, 0, require_converged);
-  record<Cell, S>(label, pr, Mode::newton_chunked, 0, require_converged);
-  record<Cell, S>(label, pr, Mode::newton_chunked, 64, require_converged);
+void record_forms(const char* label, const Problem& pr0, bool require_converged) {
+  Problem pr = pr0;
+  pr.round_to<S>();
+  const auto ref = reference_states<Cell, double>(pr, true);
+  const auto seq = reference_states<Cell, S>(pr, true);
+  record<Cell, S>(label, pr, Mode::newton, 0, require_converged, ref, seq);
+  record<Cell, S>(label, pr, Mode::newton_chunked, 0, require_converged, ref, seq);
+  record<Cell, S>(label, pr, Mode::newton_chunked, 64, require_converged, ref, seq);
 }
 
 }  // namespace
