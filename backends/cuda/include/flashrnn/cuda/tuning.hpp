@@ -32,25 +32,19 @@ inline int lanes_per_block(index_t lanes) {
 }
 
 /// Mode::automatic. Sequential stepping reads u once with one thread per lane
-/// and is latency-bound (~0.2 us a step for fp32 on an H100): it wins once
-/// lanes fill the GPU (fp32 B*H = 32768 reaches ~90% of copy bandwidth), and
-/// chunked Newton wins when lanes are few and sequences long. Measured on an
-/// NVIDIA H100 80GB HBM3 (perf/README.md, section CUDA), B = 8:
-///   fp32, lanes 2048: Newton/sequential 0.5x (T 512), 1.0x (2048), 1.6x (8192), 1.9x (65536)
-///   fp32, lanes >= 8192: sequential faster at every T (1.5x - 3x)
-///   bf16, lanes 2048: Newton 1.35x (512) .. 7.7x (65536) faster (ParaGRU)
-///   bf16, lanes 8192: Newton 1.25x - 2.7x faster for ParaGRU, 0.8x - 1.0x for ParaLSTM
-///   bf16, lanes 32768: sequential faster (1.5x - 3.5x)
-/// Lanes below 2048 were not benchmarked; Newton's advantage only grows there.
-inline Mode choose_mode(index_t lanes, index_t steps, std::size_t storage_bytes) {
+/// and is latency-bound (~0.1 us a step on an H100): it wins once lanes fill
+/// the GPU (B*H = 32768 reaches 89-91% (fp32) / 63-70% (bf16) of copy
+/// bandwidth), and chunked Newton wins when lanes are few and sequences long.
+/// Measured on an NVIDIA H100 80GB HBM3 (perf/README.md, section CUDA), B = 8,
+/// sequential time / chunked-Newton time, ParaGRU and ParaLSTM alike:
+///   lanes 2048:  0.4-0.5 (T 512), 1.0 (2048), 1.0-1.6 (8192), 1.7-2.0 (65536)
+///   lanes 8192 and 32768: 0.2-0.7 at every T (sequential faster)
+/// Storage type does not move the crossover. Lanes below 2048 were not
+/// benchmarked; Newton's advantage only grows there.
+inline Mode choose_mode(index_t lanes, index_t steps, std::size_t /*storage_bytes*/) {
   if (steps < 256) return Mode::sequential;
-  if (storage_bytes >= 4) {
-    if (lanes <= 1024) return Mode::newton_chunked;
-    if (lanes <= 4096 && steps >= 4096) return Mode::newton_chunked;
-    return Mode::sequential;
-  }
-  if (lanes <= 4096) return Mode::newton_chunked;
-  if (lanes <= 16384 && steps >= 2048) return Mode::newton_chunked;
+  if (lanes <= 1024) return Mode::newton_chunked;
+  if (lanes <= 4096 && steps >= 4096) return Mode::newton_chunked;
   return Mode::sequential;
 }
 
