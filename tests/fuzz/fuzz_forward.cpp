@@ -38,16 +38,19 @@ using namespace flashrnn;
 struct Stats {
   long inputs = 0, invalid = 0, convergence_error = 0, kept_unconverged = 0, newton_solves = 0,
        fell_back = 0, bitwise = 0, lanes_compared = 0, lanes_ill_conditioned = 0,
-       nonfinite_inputs = 0;
+       nonfinite_inputs = 0, backward_calls = 0, backward_lanes_compared = 0,
+       backward_ill_conditioned = 0;
   ~Stats() {
     if (!std::getenv("FLASHRNN_FUZZ_STATS") || inputs == 0) return;
     std::fprintf(stderr,
                  "fuzz_forward stats: %ld inputs, %ld InvalidArgument (as planted/expected), %ld "
                  "ConvergenceError, %ld kept non-converged, %ld Newton solves checked (%ld with "
                  "fallback), %ld bitwise-checked solves, %ld lanes compared within bound, %ld "
-                 "ill-conditioned lanes (NaN pattern only), %ld with non-finite inputs\n",
+                 "ill-conditioned lanes (NaN pattern only), %ld with non-finite inputs; backward: %ld "
+                 "calls, %ld lanes compared with the adjoint, %ld ill-conditioned lanes\n",
                  inputs, invalid, convergence_error, kept_unconverged, newton_solves, fell_back,
-                 bitwise, lanes_compared, lanes_ill_conditioned, nonfinite_inputs);
+                 bitwise, lanes_compared, lanes_ill_conditioned, nonfinite_inputs, backward_calls,
+                 backward_lanes_compared, backward_ill_conditioned);
   }
 };
 Stats stats;
@@ -175,6 +178,175 @@ std::vector<char> addressed(const Buffer<S>& b) {
 template <class S>
 bool same_bits(S a, S b) {
   return std::memcmp(&a, &b, sizeof(S)) == 0 || (std::isnan(a) && std::isnan(b));
+}
+
+/// Sentinel check: elements of `b.mem` outside view `v` (or all, if v is absent) untouched.
+template <class S>
+void check_untouched_outside(const Buffer<S>& b, bool present, const std::string& what) {
+  if (present) {
+    const auto mark = addressed(b);
+    for (size_t i = 0; i < b.mem.size(); ++i)
+      if (!mark[i]) FUZZ_CHECK(b.mem[i] == static_cast<S>(-12345.0), "write outside " + what);
+  } else {
+    for (S x : b.mem) FUZZ_CHECK(x == static_cast<S>(-12345.0), what + " written though absent");
+  }
+}
+
+/// flashrnn::backward at the trajectory the forward call returned: random
+/// upstream gradients and output layouts; checks safety (no exception, no
+/// write outside the views, inputs untouched, a second call bitwise equal) and
+/// compares with an adjoint recursion written here in double, on lanes where
+/// the reverse amplification keeps the comparison meaningful.
+template <class Cell, class S>
+void check_backward(FuzzedDataProvider& fdp, const View<const S>& uv, const View<const S>& pv,
+                    const View<const S>& s0v, const View<const S>& stv, const Context& ctx,
+                    const std::string& where) {
+  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
+  const index_t T = uv.steps, B = uv.batch, H = uv.units;
+  const index_t ngs[4] = {T, B, K, H}, ngf[4] = {1, B, K, H}, ngu[4] = {T, B, G, H},
+                ngp[4] = {1, 1, P, H}, ngs0[4] = {1, B, K, H};
+  const bool with_gs = fdp.ConsumeBool(), with_gf = fdp.ConsumeBool();
+  const bool with_gp = fdp.ConsumeBool(), with_gs0 = fdp.ConsumeBool();
+  const bool with_gu = fdp.ConsumeBool() || (!with_gp && !with_gs0);
+  auto gs = make_buffer<S>(fdp, ngs, true);
+  auto gf = make_buffer<S>(fdp, ngf, true);
+  auto gu = make_buffer<S>(fdp, ngu, false);
+  auto gp = make_buffer<S>(fdp, ngp, false);
+  auto gs0 = make_buffer<S>(fdp, ngs0, false);
+  fill(fdp, gs, 1.0, false);
+  fill(fdp, gf, 1.0, false);
+  const View<const S> gsv = with_gs ? View<const S>(gs.view) : View<const S>{};
+  const View<const S> gfv = with_gf ? View<const S>(gf.view) : View<const S>{};
+  const View<S> guv = with_gu ? gu.view : View<S>{}, gpv = with_gp ? gp.view : View<S>{},
+                gs0v = with_gs0 ? gs0.view : View<S>{};
+  const std::vector<S> gs_before = gs.mem, gf_before = gf.mem;
+  try {
+    backward<Cell, S>(uv, pv, s0v, stv, gsv, gfv, guv, gpv, gs0v, ctx);
+  } catch (const std::exception& e) {
+    fail("backward threw on valid arguments: " + std::string(e.what()) + " " + where);
+  }
+  FUZZ_CHECK(std::equal(gs.mem.begin(), gs.mem.end(), gs_before.begin(), same_bits<S>), "grad_states modified: " + where);
+  FUZZ_CHECK(std::equal(gf.mem.begin(), gf.mem.end(), gf_before.begin(), same_bits<S>), "grad_final modified: " + where);
+  check_untouched_outside(gu, with_gu, "grad_u: " + where);
+  check_untouched_outside(gp, with_gp, "grad_p: " + where);
+  check_untouched_outside(gs0, with_gs0, "grad_s0: " + where);
+  {  // deterministic: the same call again gives the same bits
+    auto gu2 = gu, gp2 = gp, gs02 = gs0;
+    gu2.view.data = gu2.mem.data() + (gu.view.data - gu.mem.data());
+    gp2.view.data = gp2.mem.data() + (gp.view.data - gp.mem.data());
+    gs02.view.data = gs02.mem.data() + (gs0.view.data - gs0.mem.data());
+    backward<Cell, S>(uv, pv, s0v, stv, gsv, gfv, with_gu ? gu2.view : View<S>{},
+                      with_gp ? gp2.view : View<S>{}, with_gs0 ? gs02.view : View<S>{}, ctx);
+    FUZZ_CHECK(std::equal(gu.mem.begin(), gu.mem.end(), gu2.mem.begin(), same_bits<S>) &&
+                   std::equal(gp.mem.begin(), gp.mem.end(), gp2.mem.begin(), same_bits<S>) &&
+                   std::equal(gs0.mem.begin(), gs0.mem.end(), gs02.mem.begin(), same_bits<S>),
+               "backward not deterministic: " + where);
+  }
+
+  // Reference adjoint in double at the same (S-precision) trajectory.
+  const double eps = std::numeric_limits<S>::epsilon();
+  std::vector<double> ref_gp(static_cast<size_t>(P * H), 0.0);
+  std::vector<char> p_ok(static_cast<size_t>(H), 1);
+  std::vector<double> p_tol(static_cast<size_t>(H), 0.0);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t h = 0; h < H; ++h) {
+      double pl[P > 0 ? P : 1], lam[K] = {}, A_next[K * K] = {};
+      double M = 1.0, scale = 1.0, kappa_t = 1.0, kappa = 1.0;
+      for (int q = 0; q < P; ++q) pl[q] = static_cast<double>(pv(0, 0, q, h));
+      std::vector<double> ref_gu(static_cast<size_t>(T * G));
+      double ref_gs0[K] = {}, lane_gp[P > 0 ? P : 1] = {};
+      for (index_t t = T - 1; t >= 0; --t) {
+        double g[K];
+        for (int k = 0; k < K; ++k) {
+          g[k] = gsv.data ? static_cast<double>(gsv(t, b, k, h)) : 0.0;
+          if (t == T - 1 && gfv.data) g[k] += static_cast<double>(gfv(0, b, k, h));
+          double back = 0.0;
+          for (int i = 0; i < K; ++i) back += A_next[i * K + k] * lam[i];
+          g[k] += t == T - 1 ? 0.0 : back;
+        }
+        for (int k = 0; k < K; ++k) lam[k] = g[k];
+        double prev[K], ul[G], f[K], A[K * K], Ju[K * G], Jp[K * (P > 0 ? P : 1)];
+        for (int k = 0; k < K; ++k)
+          prev[k] = t == 0 ? (s0v.data ? static_cast<double>(s0v(0, b, k, h)) : 0.0)
+                           : static_cast<double>(stv(t - 1, b, k, h));
+        for (int gg = 0; gg < G; ++gg) ul[gg] = static_cast<double>(uv(t, b, gg, h));
+        cell_step_full_jacobian<Cell>(prev, ul, pl, f, A, Ju, Jp);
+        {  // size of this step's pre-activations, |p| |s| + |u|
+          double s_abs = 1.0, m = 1.0;
+          for (int k = 0; k < K; ++k) s_abs = std::max(s_abs, std::fabs(prev[k]));
+          for (int q = 0; q < P; ++q) m += std::fabs(pl[q]) * s_abs;
+          for (int gg = 0; gg < G; ++gg) m += std::fabs(ul[gg]);
+          M = std::max(M, m);
+        }
+        for (int gg = 0; gg < G; ++gg) {
+          double acc = 0.0;
+          for (int i = 0; i < K; ++i) acc += Ju[i * G + gg] * lam[i];
+          ref_gu[static_cast<size_t>(t * G + gg)] = acc;
+          scale = std::max(scale, std::fabs(acc));
+        }
+        for (int q = 0; q < P; ++q)
+          for (int i = 0; i < K; ++i) lane_gp[q] += Jp[i * (P > 0 ? P : 1) + q] * lam[i];
+        for (int k = 0; k < K; ++k) scale = std::max(scale, std::fabs(lam[k]));
+        double norm = 0.0;  // ||A^T||_inf = max column sum of |A|
+        for (int k = 0; k < K; ++k) {
+          double col = 0.0;
+          for (int i = 0; i < K; ++i) col += std::fabs(A[i * K + k]);
+          norm = std::max(norm, col);
+        }
+        kappa_t = std::min(1.0 + norm * kappa_t, 1e300);
+        kappa = std::max(kappa, kappa_t);
+        if (std::isnan(kappa_t)) kappa = std::numeric_limits<double>::infinity();
+        if (t == 0)
+          for (int k = 0; k < K; ++k) {
+            double acc = 0.0;
+            for (int i = 0; i < K; ++i) acc += A[i * K + k] * lam[i];
+            ref_gs0[k] = acc;
+            scale = std::max(scale, std::fabs(acc));
+          }
+        for (int i = 0; i < K * K; ++i) A_next[i] = A[i];
+      }
+      for (int q = 0; q < P; ++q) ref_gp[static_cast<size_t>(q * H + h)] += lane_gp[q];
+      // Rounding of the S-precision Jacobians (relative ~eps times the size of
+      // the pre-activations) amplified by the reverse recursion.
+      const double tol = 64.0 * eps * M * kappa * scale;
+      const bool ok = tol <= 1e-2 * scale && std::isfinite(tol);
+      p_tol[static_cast<size_t>(h)] += tol * static_cast<double>(T);
+      if (!ok) {
+        p_ok[static_cast<size_t>(h)] = 0;
+        ++stats.backward_ill_conditioned;
+        continue;
+      }
+      ++stats.backward_lanes_compared;
+      if (guv.data)
+        for (index_t t = 0; t < T; ++t)
+          for (int gg = 0; gg < G; ++gg) {
+            const double got = static_cast<double>(guv(t, b, gg, h)), want = ref_gu[static_cast<size_t>(t * G + gg)];
+            char detail[200];
+            std::snprintf(detail, sizeof detail, "grad_u(t=%ld, g=%d) = %.6g, adjoint %.6g, tol %.3g: ",
+                          static_cast<long>(t), gg, got, want, tol);
+            FUZZ_CHECK(std::fabs(got - want) <= tol, detail + where);
+          }
+      if (gs0v.data)
+        for (int k = 0; k < K; ++k) {
+          const double got = static_cast<double>(gs0v(0, b, k, h));
+          char detail[200];
+          std::snprintf(detail, sizeof detail, "grad_s0(k=%d) = %.6g, adjoint %.6g, tol %.3g: ", k, got,
+                        ref_gs0[k], tol);
+          FUZZ_CHECK(std::fabs(got - ref_gs0[k]) <= tol, detail + where);
+        }
+    }
+  if (gpv.data)
+    for (index_t h = 0; h < H; ++h) {
+      if (!p_ok[static_cast<size_t>(h)]) continue;
+      for (int q = 0; q < P; ++q) {
+        const double got = static_cast<double>(gpv(0, 0, q, h)), want = ref_gp[static_cast<size_t>(q * H + h)];
+        const double tol = p_tol[static_cast<size_t>(h)] + 8.0 * eps * std::fabs(want);
+        char detail[200];
+        std::snprintf(detail, sizeof detail, "grad_p(q=%d, h=%ld) = %.6g, adjoint %.6g, tol %.3g: ", q,
+                      static_cast<long>(h), got, want, tol);
+        FUZZ_CHECK(std::fabs(got - want) <= tol, detail + where);
+      }
+    }
 }
 
 template <class Cell, class S>
@@ -460,6 +632,16 @@ void run(FuzzedDataProvider& fdp) {
         FUZZ_CHECK(err <= bound, detail + where);
       }
     }
+
+  // Backward at the returned trajectory, when it is one (finite inputs and
+  // states; a converged or fallen-back solve).
+  if (stv.data && finite_inputs && fdp.ConsumeBool()) {
+    const View<const S> sv = stv;
+    if (all_finite(sv)) {
+      ++stats.backward_calls;
+      check_backward<Cell, S>(fdp, uv, pv, s0v, sv, ctx, where);
+    }
+  }
 }
 
 }  // namespace
