@@ -1,5 +1,6 @@
-// libFuzzer target over flashrnn::forward (issue 6). The input decodes a cell,
-// a precision, a small shape, thread count, solver options, a memory layout
+// libFuzzer target over flashrnn::forward and flashrnn::backward (issue 6).
+// The input decodes a cell, a precision, a small shape, thread count, solver
+// options, a memory layout
 // for every view (axis order, padding, broadcast inputs), the data (with
 // occasional inf/NaN/denormals/huge values) and at most one deliberate
 // argument error. Checks:
@@ -13,9 +14,13 @@
 //     converged (or fallen-back) Newton equals stepping per lane within
 //     8 kappa (defect + 8 eps |s|), kappa = the lane's perturbation
 //     amplification and defect = max_t |s_t - f(s_{t-1})| of the result,
-//     with NaN exactly where stepping gives NaN.
-// The reference stepping is written here, independently of the solver,
-// reading every view through View::operator().
+//     with NaN exactly where stepping gives NaN;
+//   - then, on some inputs, flashrnn::backward at the returned trajectory:
+//     no exception, no write outside its output views, a second call
+//     bitwise equal, and grad_u / grad_p / grad_s0 equal to the adjoint
+//     recursion (in double) within 64 eps |pre-activations| kappa |lambda|.
+// The reference stepping and adjoint are written here, independently of the
+// solver, reading every view through View::operator().
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded libFuzzer run of tests/fuzz/fuzz_forward.cpp:
+# Bounded libFuzzer run of tests/fuzz/fuzz_forward.cpp (forward + backward):
 #   tests/fuzz/run_fuzz.sh [seconds=60] [extra libFuzzer flags...]
 # Builds with clang (ASan + UBSan + libFuzzer) in its own build directory
 # (FLASHRNN_FUZZ_BUILD_DIR, default build/fuzz), fuzzes for the given time
@@ -23,7 +23,7 @@ cmake -S "$root/tests/fuzz" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDe
 cmake --build "$build" --target flashrnn_fuzz_forward -j "$(nproc)"
 corpus="$build/corpus"
 mkdir -p "$corpus"
-echo "[flashrnn] fuzzing flashrnn::forward for ${secs}s (corpus $corpus)"
+echo "[flashrnn] fuzzing flashrnn::forward/backward for ${secs}s (corpus $corpus)"
 # Fresh inputs go to $corpus; the committed seeds are read only.
 "$build/flashrnn_fuzz_forward" -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 \
   -max_len=4096 -print_final_stats=1 -artifact_prefix="$build/" "$@" "$corpus" "$root/tests/fuzz/seeds"
