@@ -33,6 +33,12 @@ struct BlockedExec {
     });
   }
 
+  /// One task per element: for elements that are whole sweeps (chunks).
+  template <class F>
+  void for_each_heavy(index_t n, F&& f) const {
+    loop(n, f);
+  }
+
   template <class V, class F, class Join>
   V reduce(index_t n, V init, F&& f, Join&& join) const {
     const index_t bs = block_size(n), nb = (n + bs - 1) / bs;

@@ -150,10 +150,14 @@ LaneResult newton_lane(const Exec& exec, index_t T, const R* u, const R* p, cons
   return result;
 }
 
-/// Chunk length the chunked form uses when the options leave it to the backend.
-inline index_t default_chunk_length(index_t T, index_t workers) {
-  const index_t chunks = std::max<index_t>(1, 4 * workers);
-  return std::max<index_t>(16, (T + chunks - 1) / chunks);
+/// Chunk length the chunked form uses when the options leave it to the backend:
+/// about sqrt(T) chunks of sqrt(T) steps balances the chunk sweeps against the
+/// boundary scan, and gives enough chunks to parallelise one lane. It depends
+/// on T only, never on the thread count, so results do not either.
+inline index_t default_chunk_length(index_t T) {
+  index_t c = 16;
+  while (c * c < T) c *= 2;
+  return c;
 }
 
 /// Runs the exact recurrence over steps [begin, end) from `incoming`, writing
@@ -207,7 +211,7 @@ LaneResult newton_chunked_lane(const Exec& exec, index_t T, index_t chunk, const
 
   LaneResult result;
   for (int k = 1; k <= np.max_iters && nc > 1; ++k) {
-    exec.for_each(nc - 1, [&](index_t m) {  // the last chunk's end state is not an unknown
+    exec.for_each_heavy(nc - 1, [&](index_t m) {  // the last chunk's end state is not an unknown
       const index_t begin = m * chunk, end = std::min(T, begin + chunk);
       R phi[K * K];
       run_chunk<Cell>(begin, end, u, p, x + m * K, states, phi);
@@ -240,7 +244,7 @@ LaneResult newton_chunked_lane(const Exec& exec, index_t T, index_t chunk, const
       break;
     }
   }
-  exec.for_each(nc, [&](index_t m) {
+  exec.for_each_heavy(nc, [&](index_t m) {
     const index_t begin = m * chunk, end = std::min(T, begin + chunk);
     run_chunk<Cell>(begin, end, u, p, x + m * K, states, static_cast<R*>(nullptr));
   });

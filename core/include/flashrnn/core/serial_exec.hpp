@@ -3,6 +3,8 @@
 //
 // An executor provides
 //   for_each(n, f)                      f(i) for i in [0, n), any order
+//   for_each_heavy(n, f)                the same, for elements that are large
+//                                       tasks (a whole chunk sweep each)
 //   reduce(n, init, f, join)            join over f(i), join associative
 //   inclusive_scan(maps, n)             maps[i] <- maps[i] ∘ ... ∘ maps[0]
 //   reverse_inclusive_scan(maps, n)     maps[i] <- maps[i] ∘ maps[i+1] ∘ ... ∘ maps[n-1]
@@ -17,6 +19,10 @@ struct SerialExec {
   template <class F>
   void for_each(index_t n, F&& f) const {
     for (index_t i = 0; i < n; ++i) f(i);
+  }
+  template <class F>
+  void for_each_heavy(index_t n, F&& f) const {
+    for_each(n, f);
   }
   template <class V, class F, class Join>
   V reduce(index_t n, V init, F&& f, Join&& join) const {

@@ -113,7 +113,7 @@ SolveReport solve_forward(const Backend& be, const View<const S>& u, const View<
   const bool time_parallel = lanes < static_cast<index_t>(be.workers());
   const index_t chunk = opts.chunk_length > 0
                             ? std::min(opts.chunk_length, T)
-                            : default_chunk_length(T, time_parallel ? be.workers() : 1);
+                            : default_chunk_length(T);
 
   std::vector<LaneResult> results(static_cast<size_t>(lanes));
   std::vector<char> fell_back(static_cast<size_t>(lanes), 0);

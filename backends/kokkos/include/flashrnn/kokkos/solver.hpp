@@ -288,7 +288,7 @@ SolveReport solve_forward(const ExecSpace& space, const View<const S>& u, const 
   const bool time_parallel = strategy == Strategy::range_scan;
   const index_t workers = space.concurrency();
   d.chunk = opts.chunk_length > 0 ? (opts.chunk_length < T ? opts.chunk_length : T)
-                                  : default_chunk_length(T, time_parallel ? workers : ts);
+                                  : default_chunk_length(T);
   d.nc = (T + d.chunk - 1) / d.chunk;
   const bool chunked = report.mode_used == Mode::newton_chunked;
   const index_t n = chunked ? d.nc - 1 : T;
