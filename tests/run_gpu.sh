@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Everything the GPU machine checks, built there from source in one go (it
+# starts bare; Ubuntu, Catch2 v3, no oneTBB -> OpenMP runtime, PyTorch 2.11):
+# the C++ suites (CPU + CUDA), the Python suite (CPU + CUDA, torch.compile),
+# compute-sanitizer on the CUDA suite's small shapes, and a quick benchmark.
+# Usage: tests/run_gpu.sh [stage ...]   stages: build test sanitize bench train
+# Logs go to $OUT (the device tool's output folder) or /tmp/flashrnn-gpu.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${OUT:-/tmp/flashrnn-gpu}"; mkdir -p "$out"
+build="$root/build/gpu"
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(build test sanitize bench)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+status=0
+for stage in "${stages[@]}"; do
+  echo "=== $stage ($(date +%T))"
+  case "$stage" in
+    build)
+      cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHRNN_ENABLE_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DFLASHRNN_ENABLE_PYTHON=ON -DPython_EXECUTABLE="$(command -v python3)" \
+        -DFLASHRNN_ENABLE_PERF=ON > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+      grep -E "^--   " "$out/configure.log"
+      cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; } ;;
+    test)
+      ctest --test-dir "$build" -j 8 --output-on-failure -LE "perf|install" > "$out/ctest.log" 2>&1 || status=1
+      tail -25 "$out/ctest.log"
+      PYTHONPATH="$build/python" python3 -m pytest -q -rs "$root/tests/python/test_cuda.py" \
+        "$root/tests/python/test_compile.py" > "$out/pytest_gpu.log" 2>&1 || status=1
+      tail -15 "$out/pytest_gpu.log" ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        compute-sanitizer --tool $tool --error-exitcode 9 "$build/tests/cuda/flashrnn_cuda_tests" \
+          "[sanitize],[step],[errors]" > "$out/sanitize_$tool.log" 2>&1
+        rc=$?; echo "compute-sanitizer $tool: exit $rc"; tail -3 "$out/sanitize_$tool.log"
+        [ $rc -eq 0 ] || status=1
+      done ;;
+    bench)
+      bench="$(find "$build" -name bench_cuda -o -name flashrnn_bench_cuda | head -1)"
+      timeout 120 "$bench" --quick 2>&1 | tee "$out/bench_quick.log" ;;
+    train)
+      # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as data/).
+      data="${FLASHRNN_DATA:-$root/.data/tinyshakespeare.txt}"
+      for rnn in paragru torch-gru; do
+        PYTHONPATH="$build/python" PYTHONUNBUFFERED=1 timeout 100 python3 "$root/examples/train/train.py" \
+          --data "$data" --steps 200 --rnn "$rnn" --out "$out/lm-$rnn" > "$out/train_$rnn.log" 2>&1
+        echo "train $rnn: exit $?"; tail -4 "$out/train_$rnn.log"
+      done
+      python3 "$root/examples/train/compare.py" "$out/lm-paragru" "$out/lm-torch-gru" -o "$out/lm_compare.png" || true
+      PYTHONPATH="$build/python" timeout 100 python3 "$root/examples/train/bench_train.py" --iters 5 --json "$out/bench_train.json" \
+        2>&1 | tail -12 ;;
+  esac
+done
+exit $status
