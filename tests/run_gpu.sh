@@ -20,7 +20,7 @@ for stage in "${stages[@]}"; do
         -DCMAKE_CUDA_ARCHITECTURES=90 -DFLASHRNN_ENABLE_PYTHON=ON -DPython_EXECUTABLE="$(command -v python3)" \
         -DFLASHRNN_ENABLE_PERF=ON > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
       grep -E "^--   " "$out/configure.log"
-      cmake --build "$build" -j "$(nproc)" > "$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; } ;;
+      cmake --build "$build" -j "$(nproc)" -- -k 0 > "$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; } ;;
     test)
       ctest --test-dir "$build" -j 8 --output-on-failure -LE "perf|install" > "$out/ctest.log" 2>&1 || status=1
       tail -25 "$out/ctest.log"

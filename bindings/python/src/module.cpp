@@ -353,7 +353,11 @@ PYBIND11_MODULE(_C, m) {
 #else
     d["cuda"] = false;
 #endif
+#if defined(DLPACK_VERSION)  // DLPack 0.x
     d["dlpack_version"] = DLPACK_VERSION;
+#else  // DLPack 1.x (e.g. the header inside PyTorch 2.x) spells it in two parts
+    d["dlpack_version"] = DLPACK_MAJOR_VERSION * 100 + DLPACK_MINOR_VERSION;
+#endif
     return d;
   });
 }
