@@ -1,8 +1,9 @@
 // Error types thrown by every public entry point.
 #pragma once
-#include <sstream>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace flashrnn {
 
@@ -34,11 +35,30 @@ class BackendError : public Error {
 
 namespace detail {
 
+// Message formatting without iostreams: an ostream formats through the global
+// C++ locale, which a host application may change (digit grouping) and which
+// breaks when the process holds two libstdc++ copies (seen: a segfault
+// formatting a double inside a Python extension next to PyTorch 2.11).
+inline void append(std::string& s, const char* x) { s += x; }
+inline void append(std::string& s, const std::string& x) { s += x; }
+inline void append(std::string& s, char x) { s += x; }
+inline void append(std::string& s, bool x) { s += x ? "true" : "false"; }
+template <class T>
+std::enable_if_t<std::is_integral<T>::value> append(std::string& s, T x) {
+  s += std::to_string(x);
+}
+template <class T>
+std::enable_if_t<std::is_floating_point<T>::value> append(std::string& s, T x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(x));
+  s += buf;
+}
+
 template <class... Parts>
 std::string concat(const Parts&... parts) {
-  std::ostringstream os;
-  (os << ... << parts);
-  return os.str();
+  std::string s;
+  (append(s, parts), ...);
+  return s;
 }
 
 /// Throws InvalidArgument "<where>: argument '<arg>': expected <expected>, got <actual>".
