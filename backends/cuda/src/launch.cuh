@@ -204,38 +204,14 @@ void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> 
               View<const S> grad_states, View<const S> grad_final, View<S> grad_u, View<S> grad_p,
               View<S> grad_s0, cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::cuda::backward";
-  using flashrnn::detail::check_no_alias;
-  using flashrnn::detail::check_output_strides;
-  using flashrnn::detail::check_view;
-  if (u.data == nullptr) flashrnn::detail::fail_argument(where, "u", "a non-null data pointer", "nullptr");
-  flashrnn::detail::check_shape_positive(where, u.steps, u.batch, u.units);
+  flashrnn::detail::check_backward_args<Cell, S>(where, u, p, s0, states, grad_states, grad_final,
+                                                 grad_u, grad_p, grad_s0);
   const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
-  check_view(where, "u", u, T, B, G, H);
-  check_view(where, "p", p, 1, 1, P, H, P == 0);
-  check_view(where, "s0", s0, 1, B, K, H, true);
-  check_view(where, "states", states, T, B, K, H);
-  check_view(where, "grad_states", grad_states, T, B, K, H, true);
-  check_view(where, "grad_final", grad_final, 1, B, K, H, true);
-  check_view(where, "grad_u", grad_u, T, B, G, H, true);
-  check_view(where, "grad_p", grad_p, 1, 1, P, H, true);
-  check_view(where, "grad_s0", grad_s0, 1, B, K, H, true);
-  if (grad_u.data == nullptr && grad_p.data == nullptr && grad_s0.data == nullptr)
-    flashrnn::detail::fail_argument(where, "grad_u/grad_p/grad_s0", "at least one output", "all nullptr");
-  const char* outs[3] = {"grad_u", "grad_p", "grad_s0"};
-  const View<S> ov[3] = {grad_u, grad_p, grad_s0};
-  for (int o = 0; o < 3; ++o) {
-    check_output_strides(where, outs[o], ov[o]);
-    check_no_alias(where, outs[o], ov[o], "u", u);
-    check_no_alias(where, outs[o], ov[o], "p", p);
-    check_no_alias(where, outs[o], ov[o], "s0", s0);
-    check_no_alias(where, outs[o], ov[o], "states", states);
-    check_no_alias(where, outs[o], ov[o], "grad_states", grad_states);
-    check_no_alias(where, outs[o], ov[o], "grad_final", grad_final);
-    for (int q = 0; q < o; ++q) check_no_alias(where, outs[o], ov[o], outs[q], View<const S>(ov[q]));
-    detail::check_device(where, outs[o], ov[o]);
-  }
+  detail::check_device(where, "grad_u", grad_u);
+  detail::check_device(where, "grad_p", grad_p);
+  detail::check_device(where, "grad_s0", grad_s0);
   detail::check_device(where, "u", u);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s0", s0);

@@ -61,6 +61,42 @@ void check_forward_args(const char* where, const View<const S>& u, const View<co
   }
 }
 
+/// The checks of every backend's backward entry point, in one order.
+template <class Cell, class S>
+void check_backward_args(const char* where, const View<const S>& u, const View<const S>& p,
+                         const View<const S>& s0, const View<const S>& states,
+                         const View<const S>& grad_states, const View<const S>& grad_final,
+                         const View<S>& grad_u, const View<S>& grad_p, const View<S>& grad_s0) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  if (u.data == nullptr) fail_argument(where, "u", "a non-null data pointer", "nullptr");
+  check_shape_positive(where, u.steps, u.batch, u.units);
+  const index_t T = u.steps, B = u.batch, H = u.units;
+  check_view(where, "u", u, T, B, G, H);
+  check_view(where, "p", p, 1, 1, P, H, P == 0);
+  check_view(where, "s0", s0, 1, B, K, H, true);
+  check_view(where, "states", states, T, B, K, H);
+  check_view(where, "grad_states", grad_states, T, B, K, H, true);
+  check_view(where, "grad_final", grad_final, 1, B, K, H, true);
+  check_view(where, "grad_u", grad_u, T, B, G, H, true);
+  check_view(where, "grad_p", grad_p, 1, 1, P, H, true);
+  check_view(where, "grad_s0", grad_s0, 1, B, K, H, true);
+  if (grad_u.data == nullptr && grad_p.data == nullptr && grad_s0.data == nullptr)
+    fail_argument(where, "grad_u/grad_p/grad_s0", "at least one output", "all nullptr");
+  const char* outs[3] = {"grad_u", "grad_p", "grad_s0"};
+  const View<S> out_views[3] = {grad_u, grad_p, grad_s0};
+  for (int o = 0; o < 3; ++o) {
+    check_output_strides(where, outs[o], out_views[o]);
+    check_no_alias(where, outs[o], out_views[o], "u", u);
+    check_no_alias(where, outs[o], out_views[o], "p", p);
+    check_no_alias(where, outs[o], out_views[o], "s0", s0);
+    check_no_alias(where, outs[o], out_views[o], "states", states);
+    check_no_alias(where, outs[o], out_views[o], "grad_states", grad_states);
+    check_no_alias(where, outs[o], out_views[o], "grad_final", grad_final);
+    for (int q = 0; q < o; ++q)
+      check_no_alias(where, outs[o], out_views[o], outs[q], View<const S>(out_views[q]));
+  }
+}
+
 /// Per-unit parameters of unit j as a contiguous array.
 template <class R, class S>
 void gather_params(const View<const S>& p, index_t j, int P, R* out) {
@@ -183,33 +219,9 @@ void solve_backward(const Backend& be, const View<const S>& u, const View<const 
                     const View<S>& grad_u, const View<S>& grad_p, const View<S>& grad_s0) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::backward";
-  if (u.data == nullptr) detail::fail_argument(where, "u", "a non-null data pointer", "nullptr");
-  detail::check_shape_positive(where, u.steps, u.batch, u.units);
+  detail::check_backward_args<Cell, S>(where, u, p, s0, states, grad_states, grad_final, grad_u,
+                                       grad_p, grad_s0);
   const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
-  detail::check_view(where, "u", u, T, B, G, H);
-  detail::check_view(where, "p", p, 1, 1, P, H, P == 0);
-  detail::check_view(where, "s0", s0, 1, B, K, H, true);
-  detail::check_view(where, "states", states, T, B, K, H);
-  detail::check_view(where, "grad_states", grad_states, T, B, K, H, true);
-  detail::check_view(where, "grad_final", grad_final, 1, B, K, H, true);
-  detail::check_view(where, "grad_u", grad_u, T, B, G, H, true);
-  detail::check_view(where, "grad_p", grad_p, 1, 1, P, H, true);
-  detail::check_view(where, "grad_s0", grad_s0, 1, B, K, H, true);
-  if (grad_u.data == nullptr && grad_p.data == nullptr && grad_s0.data == nullptr)
-    detail::fail_argument(where, "grad_u/grad_p/grad_s0", "at least one output", "all nullptr");
-  const char* outs[3] = {"grad_u", "grad_p", "grad_s0"};
-  const View<S> out_views[3] = {grad_u, grad_p, grad_s0};
-  for (int o = 0; o < 3; ++o) {
-    detail::check_output_strides(where, outs[o], out_views[o]);
-    detail::check_no_alias(where, outs[o], out_views[o], "u", u);
-    detail::check_no_alias(where, outs[o], out_views[o], "p", p);
-    detail::check_no_alias(where, outs[o], out_views[o], "s0", s0);
-    detail::check_no_alias(where, outs[o], out_views[o], "states", states);
-    detail::check_no_alias(where, outs[o], out_views[o], "grad_states", grad_states);
-    detail::check_no_alias(where, outs[o], out_views[o], "grad_final", grad_final);
-    for (int q = 0; q < o; ++q)
-      detail::check_no_alias(where, outs[o], out_views[o], outs[q], View<const S>(out_views[q]));
-  }
 
   const bool time_parallel = lanes < static_cast<index_t>(be.workers());
   // Parameter gradients per lane, reduced over the batch afterwards in a fixed

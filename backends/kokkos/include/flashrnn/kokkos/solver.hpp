@@ -286,7 +286,6 @@ SolveReport solve_forward(const ExecSpace& space, const View<const S>& u, const 
   const Strategy strategy = tuning::choose_strategy(space, lanes, kopts.strategy, /*backward=*/false);
   const int ts = tuning::team_size<ExecSpace>(kopts, strategy);
   const bool time_parallel = strategy == Strategy::range_scan;
-  const index_t workers = space.concurrency();
   d.chunk = opts.chunk_length > 0 ? (opts.chunk_length < T ? opts.chunk_length : T)
                                   : default_chunk_length(T);
   d.nc = (T + d.chunk - 1) / d.chunk;
@@ -358,38 +357,11 @@ void solve_backward(const ExecSpace& space, const View<const S>& u, const View<c
                     const View<const S>& grad_final, const View<S>& grad_u, const View<S>& grad_p,
                     const View<S>& grad_s0, const KokkosOptions& kopts) {
   using namespace kokkos::detail;
-  using flashrnn::detail::check_no_alias;
-  using flashrnn::detail::check_output_strides;
-  using flashrnn::detail::check_view;
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::kokkos::backward";
-  // The same checks, in the same order, as core's solve_backward.
-  if (u.data == nullptr) flashrnn::detail::fail_argument(where, "u", "a non-null data pointer", "nullptr");
-  flashrnn::detail::check_shape_positive(where, u.steps, u.batch, u.units);
+  flashrnn::detail::check_backward_args<Cell, S>(where, u, p, s0, states, grad_states, grad_final,
+                                                 grad_u, grad_p, grad_s0);
   const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
-  check_view(where, "u", u, T, B, G, H);
-  check_view(where, "p", p, 1, 1, P, H, P == 0);
-  check_view(where, "s0", s0, 1, B, K, H, true);
-  check_view(where, "states", states, T, B, K, H);
-  check_view(where, "grad_states", grad_states, T, B, K, H, true);
-  check_view(where, "grad_final", grad_final, 1, B, K, H, true);
-  check_view(where, "grad_u", grad_u, T, B, G, H, true);
-  check_view(where, "grad_p", grad_p, 1, 1, P, H, true);
-  check_view(where, "grad_s0", grad_s0, 1, B, K, H, true);
-  if (grad_u.data == nullptr && grad_p.data == nullptr && grad_s0.data == nullptr)
-    flashrnn::detail::fail_argument(where, "grad_u/grad_p/grad_s0", "at least one output", "all nullptr");
-  const char* outs[3] = {"grad_u", "grad_p", "grad_s0"};
-  const View<S> out_views[3] = {grad_u, grad_p, grad_s0};
-  for (int o = 0; o < 3; ++o) {
-    check_output_strides(where, outs[o], out_views[o]);
-    check_no_alias(where, outs[o], out_views[o], "u", u);
-    check_no_alias(where, outs[o], out_views[o], "p", p);
-    check_no_alias(where, outs[o], out_views[o], "s0", s0);
-    check_no_alias(where, outs[o], out_views[o], "states", states);
-    check_no_alias(where, outs[o], out_views[o], "grad_states", grad_states);
-    check_no_alias(where, outs[o], out_views[o], "grad_final", grad_final);
-    for (int q = 0; q < o; ++q) check_no_alias(where, outs[o], out_views[o], outs[q], View<const S>(out_views[q]));
-  }
 
   using AD = AdjointData<Cell, R, S>;
   using Map = typename AD::Map;
