@@ -97,6 +97,29 @@ void check_backward_args(const char* where, const View<const S>& u, const View<c
   }
 }
 
+/// The checks of every backend's step entry point.
+template <class Cell, class S>
+void check_step_args(const char* where, const View<const S>& u_t, const View<const S>& p,
+                     const View<const S>& s_prev, const View<S>& s_next) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  if (u_t.data == nullptr) fail_argument(where, "u_t", "a non-null data pointer", "nullptr");
+  check_shape_positive(where, u_t.steps, u_t.batch, u_t.units);
+  const index_t B = u_t.batch, H = u_t.units;
+  check_view(where, "u_t", u_t, 1, B, G, H);
+  check_view(where, "p", p, 1, 1, P, H, P == 0);
+  check_view(where, "s_prev", s_prev, 1, B, K, H);
+  check_view(where, "s_next", s_next, 1, B, K, H);
+  check_output_strides(where, "s_next", s_next);
+  check_no_alias(where, "s_next", s_next, "u_t", u_t);
+  check_no_alias(where, "s_next", s_next, "p", p);
+  // s_next == s_prev exactly (in-place update: same data and strides) is allowed: each lane
+  // reads its own elements before it writes them. The same memory through other strides is
+  // not: lanes would read elements that other lanes already overwrote.
+  const bool in_place = s_next.data == s_prev.data && s_next.stride_b == s_prev.stride_b &&
+                        s_next.stride_c == s_prev.stride_c && s_next.stride_h == s_prev.stride_h;
+  if (!in_place) check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
+}
+
 /// Per-unit parameters of unit j as a contiguous array.
 template <class R, class S>
 void gather_params(const View<const S>& p, index_t j, int P, R* out) {
@@ -274,22 +297,8 @@ void solve_step(const Backend& be, const View<const S>& u_t, const View<const S>
                 const View<const S>& s_prev, const View<S>& s_next) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::step";
-  if (u_t.data == nullptr) detail::fail_argument(where, "u_t", "a non-null data pointer", "nullptr");
-  detail::check_shape_positive(where, u_t.steps, u_t.batch, u_t.units);
+  detail::check_step_args<Cell, S>(where, u_t, p, s_prev, s_next);
   const index_t B = u_t.batch, H = u_t.units;
-  detail::check_view(where, "u_t", u_t, 1, B, G, H);
-  detail::check_view(where, "p", p, 1, 1, P, H, P == 0);
-  detail::check_view(where, "s_prev", s_prev, 1, B, K, H);
-  detail::check_view(where, "s_next", s_next, 1, B, K, H);
-  detail::check_output_strides(where, "s_next", s_next);
-  detail::check_no_alias(where, "s_next", s_next, "u_t", u_t);
-  detail::check_no_alias(where, "s_next", s_next, "p", p);
-  // s_next == s_prev exactly (in-place update: same data and strides) is allowed: each lane
-  // reads its own elements before it writes them. The same memory through other strides is
-  // not: lanes would read elements that other lanes already overwrote.
-  const bool in_place = s_next.data == s_prev.data && s_next.stride_b == s_prev.stride_b &&
-                        s_next.stride_c == s_prev.stride_c && s_next.stride_h == s_prev.stride_h;
-  if (!in_place) detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
   be.for_blocks(B * H, 64, [&](index_t begin, index_t end) {
     for (index_t lane = begin; lane < end; ++lane) {
       const index_t b = lane / H, j = lane % H;

@@ -455,19 +455,10 @@ template <class Cell, class R, class S, class ExecSpace>
 void solve_step(const ExecSpace& space, const View<const S>& u_t, const View<const S>& p,
                 const View<const S>& s_prev, const View<S>& s_next) {
   using namespace kokkos::detail;
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
   constexpr const char* where = "flashrnn::kokkos::step";
-  if (u_t.data == nullptr) flashrnn::detail::fail_argument(where, "u_t", "a non-null data pointer", "nullptr");
-  flashrnn::detail::check_shape_positive(where, u_t.steps, u_t.batch, u_t.units);
+  flashrnn::detail::check_step_args<Cell, S>(where, u_t, p, s_prev, s_next);
   const index_t B = u_t.batch, H = u_t.units;
-  flashrnn::detail::check_view(where, "u_t", u_t, 1, B, G, H);
-  flashrnn::detail::check_view(where, "p", p, 1, 1, P, H, P == 0);
-  flashrnn::detail::check_view(where, "s_prev", s_prev, 1, B, K, H);
-  flashrnn::detail::check_view(where, "s_next", s_next, 1, B, K, H);
-  flashrnn::detail::check_output_strides(where, "s_next", s_next);
-  flashrnn::detail::check_no_alias(where, "s_next", s_next, "u_t", u_t);
-  flashrnn::detail::check_no_alias(where, "s_next", s_next, "p", p);
-  if (s_next.data != s_prev.data) flashrnn::detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
   LaneData<Cell, R, S> d;
   d.u = u_t;
   d.p = p;
