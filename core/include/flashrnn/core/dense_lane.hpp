@@ -61,22 +61,6 @@ void dense_linearise(DiagonalLinear, index_t H, const R* W, const R* s, const R*
   Cell::step_jacobian_diag(H, W, s, u, c, L);
 }
 
-/// damped_update of lane_forward.hpp for a runtime-sized state.
-template <class R>
-StepError dense_damped_update(index_t H, R* state, const R* target, const NewtonParams<R>& np) {
-  StepError e;
-  for (index_t i = 0; i < H; ++i) {
-    const R delta = target[i] - state[i];
-    const R next = state[i] + np.damping * delta;
-    if (!math::is_finite(next)) e.nonfinite = true;
-    const double ad = math::abs(delta);
-    e.residual = std::max(e.residual, ad);
-    e.scaled = std::max(e.scaled, ad / (np.atol + np.rtol * math::abs(next)));
-    state[i] = next;
-  }
-  return e;
-}
-
 }  // namespace detail
 
 /// Newton on one dense lane; `Lin` = DenseLinear (full Jacobian) or
@@ -113,7 +97,7 @@ LaneResult dense_newton_lane(const DenseTimeExec<Loop>& ex, index_t T, index_t H
     const auto err = ex.reduce(
         T, detail::StepError{},
         [&](index_t t) {
-          return detail::dense_damped_update(H, states + t * H, target + t * H, np);
+          return detail::damped_update<R>(H, states + t * H, target + t * H, np);
         },
         detail::StepError::join);
     const bool exact = np.damping == R(1) && k >= T;

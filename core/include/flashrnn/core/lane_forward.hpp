@@ -59,12 +59,12 @@ struct StepError {
   }
 };
 
-/// Moves `state` (K values) toward `target` by the damping factor and returns
+/// Moves `state` (n values) toward `target` by the damping factor and returns
 /// the step's error.
-template <int K, class R>
-StepError damped_update(R* state, const R* target, const NewtonParams<R>& np) {
+template <class R>
+StepError damped_update(index_t n, R* state, const R* target, const NewtonParams<R>& np) {
   StepError e;
-  for (int i = 0; i < K; ++i) {
+  for (index_t i = 0; i < n; ++i) {
     const R delta = target[i] - state[i];
     const R next = state[i] + np.damping * delta;
     if (!math::is_finite(next)) e.nonfinite = true;
@@ -74,6 +74,10 @@ StepError damped_update(R* state, const R* target, const NewtonParams<R>& np) {
     state[i] = next;
   }
   return e;
+}
+template <int K, class R>
+StepError damped_update(R* state, const R* target, const NewtonParams<R>& np) {
+  return damped_update<R>(K, state, target, np);
 }
 
 /// Records one iteration's error in `r`; returns true when iterating should stop.
