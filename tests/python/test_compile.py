@@ -44,7 +44,7 @@ def test_opcheck():
     p = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.flashrnn.cell_forward.default,
                           (u, p, None, "para_gru", "newton", 50, -1.0, -1.0, 1.0, 0,
-                           "fallback_sequential", True, 0))
+                           "fallback_sequential", True, "warn", 0))
 
 
 def test_old_torch_uses_autograd_function():

@@ -95,6 +95,66 @@ def test_affine_scan_native_vs_torch():
             torch.testing.assert_close(flashrnn.affine_scan_torch(A, c, s0, reverse=reverse), ref)
 
 
+def _scan_loop(A, c, s0, reverse):
+    """out[t] = A[t] out[t-1] + c[t] one step at a time, any of the three structures."""
+    T, N, K = c.shape
+    ref, prev = torch.empty_like(c), s0
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        if A.dim() == 3:
+            nxt = A[t] * prev
+        elif A.dim() == 4:
+            nxt = (A[t] @ prev[..., None])[..., 0]
+        else:
+            nb, b = A.shape[2], A.shape[3]
+            nxt = (A[t] @ prev.reshape(N, nb, b, 1)).reshape(N, K)
+        prev = nxt + c[t]
+        ref[t] = prev
+    return ref
+
+
+@pytest.mark.parametrize("structure", ["diagonal", "block_diagonal", "dense"])
+def test_affine_scan_structures_native(structure):
+    """All three structures of A reach the C++ scan (called directly here, so a
+    silent torch fallback cannot pass) and equal the sequential loop in float64;
+    N = 1 exercises the time-parallel path, N = 9 the lane-parallel one."""
+    from flashrnn import _C
+    from flashrnn._ext import dl
+    g = torch.Generator().manual_seed(2)
+    cases = {"diagonal": [(3, None)], "block_diagonal": [(4, 2), (6, 3), (8, 4), (10, 5)],
+             "dense": [(2, None), (4, None), (7, None)]}[structure]
+    for T, N in ((300, 1), (37, 9)):
+        for K, b in cases:
+            shape = {"diagonal": (T, N, K), "dense": (T, N, K, K)}.get(structure, (T, N, K // (b or 1), b, b))
+            bs = {"diagonal": 1, "dense": K}.get(structure, b)
+            A = 0.8 / bs ** 0.5 * torch.randn(*shape, generator=g, dtype=torch.float64)
+            c = torch.randn(T, N, K, generator=g, dtype=torch.float64)
+            s0 = torch.randn(N, K, generator=g, dtype=torch.float64)
+            for reverse in (False, True):
+                ref = _scan_loop(A, c, s0, reverse)
+                out = torch.empty_like(c)
+                _C.affine_scan(dl(A), dl(c), dl(s0), dl(out), reverse, 2)
+                torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+                torch.testing.assert_close(flashrnn.affine_scan(A, c, s0, reverse=reverse), ref,
+                                           rtol=1e-10, atol=1e-10)
+                torch.testing.assert_close(flashrnn.affine_scan_torch(A, c, s0, reverse=reverse), ref,
+                                           rtol=1e-10, atol=1e-10)
+                torch.testing.assert_close(flashrnn.affine_scan(A.float(), c.float(), s0.float(),
+                                                                reverse=reverse), ref.float(),
+                                           rtol=1e-4, atol=1e-4)
+
+
+def test_affine_scan_rejects_bad_block_shapes():
+    from flashrnn import _C
+    from flashrnn._ext import dl
+    c = torch.zeros(5, 2, 6, dtype=torch.float64)
+    for shape in ((5, 2, 2, 2, 2), (5, 2, 3, 2, 3), (5, 2, 6, 6, 1)):
+        A = torch.zeros(*shape, dtype=torch.float64)
+        with pytest.raises(ValueError, match="block-diagonal"):
+            flashrnn.affine_scan(A, c)
+        with pytest.raises(ValueError, match="block-diagonal"):
+            _C.affine_scan(dl(A), dl(c), None, dl(torch.empty_like(c)), False, 0)
+
+
 def test_numpy_dlpack_direct():
     np = pytest.importorskip("numpy")
     from flashrnn import _C

@@ -9,7 +9,7 @@ along the sequence with Newton's method and parallel affine scans.
 
 Any cell from Python: see flashrnn.cell / flashrnn.PythonCell / flashrnn.RNN.
 """
-from ._ext import HAVE_EXTENSION, ConvergenceError, SolveReport, SolverOptions
+from ._ext import HAVE_EXTENSION, ConvergenceError, NonConvergenceWarning, SolveReport, SolverOptions
 from .functional import CELLS, HAS_LIBRARY_OPS, cell_solve, cell_step
 from .generic import PythonCell, RNN, cell, generic_solve
 from .modules import ParaGRU, ParaLSTM
@@ -27,5 +27,5 @@ def build_info() -> dict:
 __all__ = [
     "ParaGRU", "ParaLSTM", "RNN", "PythonCell", "cell", "cell_solve", "cell_step",
     "generic_solve", "affine_scan", "affine_scan_torch", "SolverOptions", "SolveReport",
-    "ConvergenceError", "CELLS", "HAVE_EXTENSION", "HAS_LIBRARY_OPS", "build_info",
+    "ConvergenceError", "NonConvergenceWarning", "CELLS", "HAVE_EXTENSION", "HAS_LIBRARY_OPS", "build_info",
 ]

@@ -3,6 +3,9 @@ solver options and the solve report."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+import warnings
 from typing import Optional
 
 import torch
@@ -27,8 +30,16 @@ else:  # pragma: no cover
     class ConvergenceError(RuntimeError):
         """Newton did not converge and on_nonconvergence='raise'."""
 
+
+class NonConvergenceWarning(RuntimeWarning):
+    """A forward solve did not converge (or met non-finite iterates) and the
+    configured policy handled it; issued when report_nonconvergence='warn'.
+    Filter by category, e.g. warnings.simplefilter("ignore", NonConvergenceWarning)."""
+
+
 MODES = ("auto", "sequential", "newton", "newton_chunked")
 POLICIES = ("fallback_sequential", "raise", "keep_last_iterate")
+REPORTING = ("warn", "raise", "ignore")
 _MODE_CODE = {m: i for i, m in enumerate(MODES)}
 
 
@@ -49,9 +60,17 @@ class SolverOptions:
     mode: 'auto' (backend's tuning table), 'sequential', 'newton', 'newton_chunked'.
     max_iters: Newton iterations at most. atol/rtol: stopping tolerances
     (None = the precision's default). damping in (0, 1]. chunk_length: steps
-    per chunk for 'newton_chunked' (0 = automatic). on_nonconvergence:
-    'fallback_sequential' (default), 'raise', 'keep_last_iterate'.
-    num_threads: CPU threads (0 = all).
+    per chunk for 'newton_chunked' (0 = automatic). on_nonconvergence (what
+    the solver does with lanes that did not converge): 'fallback_sequential'
+    (default: recompute them by exact sequential stepping), 'raise'
+    (ConvergenceError before any fallback), 'keep_last_iterate'.
+    check_finite: reject non-finite inputs. num_threads: CPU threads (0 = all).
+    report_nonconvergence (how Python tells you the solve did not converge, i.e.
+    the report says converged=False, lanes fell back or non-finite iterates;
+    applied after the policy): 'warn' (default: a NonConvergenceWarning whose
+    text gives the mode, iterations, residual and what the policy did),
+    'raise' (ConvergenceError, also after a successful fallback), 'ignore'
+    (only the report says so).
     """
     mode: str = "auto"
     max_iters: int = 50
@@ -62,6 +81,7 @@ class SolverOptions:
     on_nonconvergence: str = "fallback_sequential"
     check_finite: bool = True
     num_threads: int = 0
+    report_nonconvergence: str = "warn"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -69,6 +89,9 @@ class SolverOptions:
         if self.on_nonconvergence not in POLICIES:
             raise ValueError(f"flashrnn: on_nonconvergence must be one of {POLICIES}, "
                              f"got {self.on_nonconvergence!r}")
+        if self.report_nonconvergence not in REPORTING:
+            raise ValueError(f"flashrnn: report_nonconvergence must be one of {REPORTING}, "
+                             f"got {self.report_nonconvergence!r}")
         if not isinstance(self.max_iters, int) or self.max_iters < 1:
             raise ValueError(f"flashrnn: max_iters must be an int >= 1, got {self.max_iters!r}")
         if not (0.0 < float(self.damping) <= 1.0):
@@ -121,6 +144,54 @@ class SolveReport:
 
 
 REPORT_SIZE = 7
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def _user_stacklevel() -> int:
+    """stacklevel that attributes a warning to the first frame outside
+    flashrnn and torch (the user's call), whichever path (module, functional,
+    autograd.Function, torch.library op) led here."""
+    level, f = 1, sys._getframe(1)
+    while f is not None:
+        fn = os.path.abspath(f.f_code.co_filename)
+        generated = f.f_code.co_filename.startswith("<eval_with_key")  # torch.fx / compile
+        if not (fn.startswith(_PACKAGE_DIR) or fn.startswith(_TORCH_DIR) or generated):
+            return level
+        f, level = f.f_back, level + 1
+    return 1
+
+
+def nonconvergence_message(what: str, rep: SolveReport, max_iters: int, policy: str) -> str:
+    """One sentence on a solve that did not converge: mode, iterations,
+    residual, non-finite iterates, and what the policy did with the result."""
+    msg = (f"flashrnn: {what} did not converge: mode '{rep.mode}', {rep.iterations} Newton "
+           f"iteration(s) (max_iters={max_iters}), final residual {rep.final_residual:.3g}")
+    if rep.nonfinite_detected:
+        msg += ", non-finite iterates detected"
+    if policy == "fallback_sequential":
+        msg += (f"; on_nonconvergence='fallback_sequential' recomputed {rep.lanes_fell_back} of "
+                f"{rep.lanes} lanes by exact sequential stepping, so the result equals sequential "
+                "stepping (at sequential speed)")
+    elif policy == "keep_last_iterate":
+        msg += (f"; on_nonconvergence='keep_last_iterate' kept the last Newton iterate of "
+                f"{rep.lanes} lanes: the result is NOT the exact recurrence")
+    return msg
+
+
+def check_report(what: str, rep: SolveReport, max_iters: int, policy: str, reporting: str) -> None:
+    """Applies report_nonconvergence to a finished solve: warn, raise or nothing."""
+    if reporting == "ignore":
+        return
+    if rep.converged and rep.lanes_fell_back == 0 and not rep.nonfinite_detected:
+        return
+    msg = nonconvergence_message(what, rep, max_iters, policy)
+    if reporting == "raise":
+        raise ConvergenceError(msg + " (raised because report_nonconvergence='raise')")
+    warnings.warn(msg + ". Raise max_iters, try mode='newton_chunked' or damping < 1; "
+                  "report_nonconvergence='ignore' silences this", NonConvergenceWarning,
+                  stacklevel=_user_stacklevel())
 
 
 def dl(t: Optional[torch.Tensor]):

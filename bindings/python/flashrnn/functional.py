@@ -9,6 +9,10 @@ Shapes (time-first, strided views are fine on the CPU):
 On PyTorch >= 2.4 the solves are torch.library custom ops (flashrnn::cell_forward,
 flashrnn::cell_backward, flashrnn::cell_step) with fake kernels, so torch.compile
 traces through them; on older PyTorch they are a torch.autograd.Function.
+
+Non-convergence is reported from inside the forward's implementation (the
+op body, which torch.compile does not trace), so report_nonconvergence's
+warning or ConvergenceError comes the same way eagerly, compiled, on CPU and CUDA.
 """
 # NB: no `from __future__ import annotations`: torch.library reads the annotations.
 from typing import Optional, Tuple
@@ -16,7 +20,8 @@ from typing import Optional, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._ext import REPORT_SIZE, SolveReport, SolverOptions, check_dtype_device, dl, ext, stream_of
+from ._ext import (REPORT_SIZE, SolveReport, SolverOptions, check_dtype_device, check_report, dl,
+                   ext, stream_of)
 
 #: (state_dim K, input_dim G, param_dim P, output channel) of the built-in cells.
 CELLS = {
@@ -69,7 +74,10 @@ def _forward_impl(u, p, s0, cell, opts: SolverOptions):
     rep = ext().forward(cell, dl(u), dl(p[None, None]), dl(None if s0 is None else s0[None]),
                         dl(states), None, **opts.native_kwargs(), num_threads=opts.num_threads,
                         stream=stream_of(u))
-    return states, SolveReport.from_dict(rep).to_tensor()
+    report = SolveReport.from_dict(rep)
+    check_report(f"the {cell} forward solve (T={T}, B={B}, H={H})", report, opts.max_iters,
+                 opts.on_nonconvergence, opts.report_nonconvergence)
+    return states, report.to_tensor()
 
 
 def _backward_impl(u, p, s0, states, grad_states, cell, num_threads, need_s0):
@@ -123,15 +131,15 @@ if HAS_LIBRARY_OPS:  # pragma: no cover - Debian's torch 1.13 takes the other br
     def _op_forward(u: torch.Tensor, p: torch.Tensor, s0: Optional[torch.Tensor], cell: str,
                     mode: str, max_iters: int, atol: float, rtol: float, damping: float,
                     chunk_length: int, on_nonconvergence: str, check_finite: bool,
-                    num_threads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                    report_nonconvergence: str, num_threads: int) -> Tuple[torch.Tensor, torch.Tensor]:
         opts = SolverOptions(mode, max_iters, None if atol < 0 else atol,
                              None if rtol < 0 else rtol, damping, chunk_length,
-                             on_nonconvergence, check_finite, num_threads)
+                             on_nonconvergence, check_finite, num_threads, report_nonconvergence)
         return _forward_impl(u, p, s0, cell, opts)
 
     @_op_forward.register_fake
     def _(u, p, s0, cell, mode, max_iters, atol, rtol, damping, chunk_length,
-          on_nonconvergence, check_finite, num_threads):
+          on_nonconvergence, check_finite, report_nonconvergence, num_threads):
         K = _dims(cell)[0]
         T, B, _, H = u.shape
         return u.new_empty((T, B, K, H)), torch.empty(REPORT_SIZE, dtype=torch.float64)
@@ -161,7 +169,7 @@ if HAS_LIBRARY_OPS:  # pragma: no cover - Debian's torch 1.13 takes the other br
         if grad_states is None:
             grad_states = torch.zeros_like(states)
         gu, gp, gs0 = _op_backward(u, p, s0, states, grad_states, ctx.cell, ctx.num_threads)
-        return (gu, gp, gs0 if ctx.has_s0 else None) + (None,) * 10
+        return (gu, gp, gs0 if ctx.has_s0 else None) + (None,) * 11
 
     _op_forward.register_autograd(_op_autograd, setup_context=_setup_context)
 
@@ -182,15 +190,20 @@ def cell_solve(cell: str, u: torch.Tensor, p: torch.Tensor, s0: Optional[torch.T
     """Solves the recurrence of a built-in cell; differentiable in u, p and s0.
 
     Returns (states (T, B, K, H), report) where report is a float64 tensor;
-    SolveReport.from_tensor(report) reads it.
+    SolveReport.from_tensor(report) reads it. A solve that did not converge
+    warns (NonConvergenceWarning), raises (ConvergenceError) or stays silent
+    per options.report_nonconvergence.
     """
-    opts = options or SolverOptions()
+    opts = SolverOptions() if options is None else options
+    if not isinstance(opts, SolverOptions):
+        raise TypeError(f"flashrnn.cell_solve: 'options' must be a flashrnn.SolverOptions or None, "
+                        f"got {type(opts).__name__}")
     check_args("flashrnn.cell_solve", cell, u, p, s0)
     if HAS_LIBRARY_OPS:
         kw = opts.native_kwargs()
         return _op_forward(u, p, s0, cell, kw["mode"], kw["max_iters"], kw["atol"], kw["rtol"],
                            kw["damping"], kw["chunk_length"], kw["on_nonconvergence"],
-                           kw["check_finite"], opts.num_threads)
+                           kw["check_finite"], opts.report_nonconvergence, opts.num_threads)
     return _CellFunction.apply(u, p, s0, cell, opts)
 
 

@@ -10,8 +10,8 @@
 
 Jacobians come from torch.func (functorch on PyTorch < 2.0) applied to the
 step; each Newton iteration's linear recurrence and the adjoint are solved by
-flashrnn.affine_scan (the library's scan on the CPU). The Newton loop itself
-runs in Python. Lanes are (batch element, unit) pairs as for the built-in
+flashrnn.affine_scan (the library's scan on the CPU, for diagonal,
+block-diagonal and dense Jacobians). The Newton loop itself runs in Python. Lanes are (batch element, unit) pairs as for the built-in
 cells; a dense-recurrence cell is a cell with one unit and K = hidden state.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import nn
 
-from ._ext import SolveReport, SolverOptions
+from ._ext import ConvergenceError, SolveReport, SolverOptions, check_report, nonconvergence_message
 from .modules import _Layered
 from .scan import affine_scan
 
@@ -30,7 +30,7 @@ try:  # PyTorch >= 2.0
 except ImportError:  # PyTorch 1.13 ships functorch
     from functorch import jacfwd, vmap  # type: ignore[no-redef]
 
-JACOBIANS = ("dense", "diagonal", "quasi_diagonal")
+JACOBIANS = ("dense", "diagonal", "block_diagonal", "quasi_diagonal")
 
 
 class PythonCell:
@@ -39,14 +39,17 @@ class PythonCell:
     Subclasses set state_dim (K), input_dim (G), param_dim (P) and define
     step(s, u, p) for ONE lane: s (K,), u (G,), p (P,) -> s_next (K,).
     jacobian: 'dense' (exact K x K Newton), 'diagonal' (the cell's state
-    components do not interact: exact and cheaper), 'quasi_diagonal' (Newton
-    uses only the diagonal -- more iterations, cheaper scans; gradients stay exact).
+    components do not interact: exact and cheaper), 'block_diagonal' (state
+    components interact only within consecutive groups of block_size: exact,
+    scans of block_size x block_size maps), 'quasi_diagonal' (Newton uses only
+    the diagonal -- more iterations, cheaper scans; gradients stay exact).
     output_channel: the state component a layer outputs.
     """
     state_dim: int = 1
     input_dim: int = 1
     param_dim: int = 0
     jacobian: str = "dense"
+    block_size: int = 0  # only for jacobian='block_diagonal'; divides state_dim
     output_channel: int = 0
 
     def step(self, s: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -73,11 +76,22 @@ class PythonCell:
         return f, A
 
 
-def cell(state_dim: int, input_dim: int, param_dim: int = 0, jacobian: str = "dense",
-         output_channel: int = 0, name: Optional[str] = None):
-    """Decorator: turns step(s, u, p) -> s_next (one lane) into a PythonCell."""
+def _check_structure(where: str, jacobian: str, block_size: int, state_dim: int) -> None:
     if jacobian not in JACOBIANS:
-        raise ValueError(f"flashrnn.cell: jacobian must be one of {JACOBIANS}, got {jacobian!r}")
+        raise ValueError(f"{where}: jacobian must be one of {JACOBIANS}, got {jacobian!r}")
+    if jacobian == "block_diagonal" and not (
+            isinstance(block_size, int) and block_size >= 1 and state_dim % block_size == 0):
+        raise ValueError(f"{where}: jacobian='block_diagonal' needs block_size, a positive int "
+                         f"dividing state_dim ({state_dim}), got {block_size!r}")
+
+
+def cell(state_dim: int, input_dim: int, param_dim: int = 0, jacobian: str = "dense",
+         output_channel: int = 0, name: Optional[str] = None, block_size: int = 0):
+    """Decorator: turns step(s, u, p) -> s_next (one lane) into a PythonCell.
+    block_size: the size of the diagonal blocks for jacobian='block_diagonal'."""
+    if not isinstance(state_dim, int) or state_dim < 1:
+        raise ValueError(f"flashrnn.cell: state_dim must be a positive int, got {state_dim!r}")
+    _check_structure("flashrnn.cell", jacobian, block_size, state_dim)
     for n, v in (("state_dim", state_dim), ("input_dim", input_dim)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"flashrnn.cell: {n} must be a positive int, got {v!r}")
@@ -88,7 +102,7 @@ def cell(state_dim: int, input_dim: int, param_dim: int = 0, jacobian: str = "de
 
     def wrap(fn: Callable) -> PythonCell:
         attrs = dict(state_dim=state_dim, input_dim=input_dim, param_dim=param_dim,
-                     jacobian=jacobian, output_channel=output_channel,
+                     jacobian=jacobian, block_size=block_size, output_channel=output_channel,
                      step=staticmethod(fn), __doc__=fn.__doc__)
         return type(name or fn.__name__, (PythonCell,), attrs)()
     return wrap
@@ -113,6 +127,13 @@ def _eval(c: PythonCell, prev, U, Pn, jac: bool):
     return f.reshape(T, N, K), A.reshape(T, N, K, K)
 
 
+def _blocks(A: torch.Tensor, b: int) -> torch.Tensor:
+    """The b x b diagonal blocks of A (T, N, K, K) -> (T, N, K/b, b, b)."""
+    T, N, K, _ = A.shape
+    nb = K // b
+    return torch.diagonal(A.reshape(T, N, nb, b, nb, b), dim1=2, dim2=4).permute(0, 1, 4, 2, 3)
+
+
 def _sequential(c: PythonCell, U, Pn, s0):
     step = c._batched()
     s, out = s0, []
@@ -126,6 +147,7 @@ def newton_solve(c: PythonCell, U, Pn, s0, opts: SolverOptions) -> Tuple[torch.T
     """Per-step Newton on lanes: U (T, N, G), Pn (T, N, P), s0 (N, K) -> (T, N, K)."""
     T, N, _ = U.shape
     K = c.state_dim
+    _check_structure(f"flashrnn: cell {type(c).__name__}", c.jacobian, c.block_size, K)
     eps = torch.finfo(U.dtype).eps
     default_tol = 1e-10 if U.dtype == torch.float64 else max(1e-5, 10 * float(eps) ** 0.5)
     atol = default_tol if opts.atol is None else opts.atol
@@ -140,6 +162,10 @@ def newton_solve(c: PythonCell, U, Pn, s0, opts: SolverOptions) -> Tuple[torch.T
         if c.jacobian in ("diagonal", "quasi_diagonal"):
             A = torch.diagonal(A, dim1=-2, dim2=-1)
             cc = f - A * prev
+        elif c.jacobian == "block_diagonal":
+            b = c.block_size
+            A = _blocks(A, b)
+            cc = f - (A @ prev.reshape(T, N, K // b, b, 1)).reshape(T, N, K)
         else:
             cc = f - (A @ prev.unsqueeze(-1)).squeeze(-1)
         S_new = affine_scan(A, cc, s0, num_threads=opts.num_threads)
@@ -154,14 +180,17 @@ def newton_solve(c: PythonCell, U, Pn, s0, opts: SolverOptions) -> Tuple[torch.T
             converged = True
             break
     fell_back = 0
+    what = f"the Python cell {type(c).__name__} forward solve (T={T}, {N} lanes)"
     if not converged:
         if opts.on_nonconvergence == "raise":
-            from ._ext import ConvergenceError
-            raise ConvergenceError(f"flashrnn: Newton did not converge in {it} iterations "
-                                   f"(max_iters = {opts.max_iters}); final residual {residual:.3g}")
+            raise ConvergenceError(nonconvergence_message(
+                what, SolveReport("newton", it, residual, False, N, 0, nonfinite), opts.max_iters,
+                "raise") + " (on_nonconvergence='raise')")
         if opts.on_nonconvergence == "fallback_sequential":
             S, fell_back = _sequential(c, U, Pn, s0), N
-    return S, SolveReport("newton", it, residual, converged, N, fell_back, nonfinite)
+    report = SolveReport("newton", it, residual, converged, N, fell_back, nonfinite)
+    check_report(what, report, opts.max_iters, opts.on_nonconvergence, opts.report_nonconvergence)
+    return S, report
 
 
 class _GenericFunction(torch.autograd.Function):
@@ -202,6 +231,9 @@ class _GenericFunction(torch.autograd.Function):
             if c.jacobian == "diagonal":
                 lam = affine_scan(torch.diagonal(At, dim1=-2, dim2=-1), g, None, reverse=True,
                                   num_threads=ctx.num_threads)
+            elif c.jacobian == "block_diagonal":  # blocks of A^T are the blocks' transposes
+                lam = affine_scan(_blocks(At, c.block_size), g, None, reverse=True,
+                                  num_threads=ctx.num_threads)
             else:
                 lam = affine_scan(At, g, None, reverse=True, num_threads=ctx.num_threads)
         # One vector-Jacobian product of the step at the solved trajectory
@@ -237,7 +269,11 @@ def generic_solve(c: PythonCell, u: torch.Tensor, p: torch.Tensor,
     if s0 is not None and tuple(s0.shape) != (u.shape[1], c.state_dim, u.shape[3]):
         raise ValueError(f"{where}: 's0' must be ({u.shape[1]}, {c.state_dim}, {u.shape[3]}), "
                          f"got {tuple(s0.shape)}")
-    return _GenericFunction.apply(u, p, s0, c, options or SolverOptions())
+    opts = SolverOptions() if options is None else options
+    if not isinstance(opts, SolverOptions):
+        raise TypeError(f"{where}: 'options' must be a flashrnn.SolverOptions or None, "
+                        f"got {type(opts).__name__}")
+    return _GenericFunction.apply(u, p, s0, c, opts)
 
 
 class RNN(_Layered):

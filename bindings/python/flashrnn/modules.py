@@ -26,7 +26,8 @@ class _Layered(nn.Module):
                  batch_first: bool = False, dropout: float = 0.0, num_heads: int = 1,
                  mode: str = "auto", max_iters: int = 50, atol: Optional[float] = None,
                  rtol: Optional[float] = None, on_nonconvergence: str = "fallback_sequential",
-                 num_threads: int = 0, device=None, dtype=None):
+                 num_threads: int = 0, device=None, dtype=None, damping: float = 1.0,
+                 report_nonconvergence: str = "warn"):
         super().__init__()
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers), ("num_heads", num_heads)):
@@ -44,7 +45,9 @@ class _Layered(nn.Module):
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.num_heads = num_heads
         self.options = SolverOptions(mode=mode, max_iters=max_iters, atol=atol, rtol=rtol,
-                                     on_nonconvergence=on_nonconvergence, num_threads=num_threads)
+                                     damping=damping, on_nonconvergence=on_nonconvergence,
+                                     num_threads=num_threads,
+                                     report_nonconvergence=report_nonconvergence)
         G, P, H = self.input_dim, self.param_dim, hidden_size
         fk = dict(device=device, dtype=dtype)
         for layer in range(num_layers):
@@ -235,7 +238,9 @@ class ParaGRU(_BuiltinCell):
     Mirrors torch.nn.GRU (input_size, hidden_size, num_layers, bias,
     batch_first, dropout; forward(input, h0) -> (output, h_n)), plus
     num_heads (block-diagonal input projection), mode, max_iters, atol, rtol,
-    on_nonconvergence, num_threads. Parameters per layer: weight_ih_l{k}
+    damping, on_nonconvergence, report_nonconvergence ('warn' | 'raise' |
+    'ignore': a solve that did not converge gives a flashrnn.NonConvergenceWarning,
+    a ConvergenceError, or nothing), num_threads. Parameters per layer: weight_ih_l{k}
     (3H, input/num_heads), bias_ih_l{k} (3H), weight_hh_l{k} (3, H) =
     (a_z, a_r, a_h) per unit. `last_report` holds the solve reports.
     """

@@ -1,7 +1,9 @@
 // The generic affine scan behind Python-defined cells: per lane n,
 //   out[t] = A[t] out[t-1] + c[t]  (forward, out[-1] = s0 or 0), or
 //   out[t] = A[t] out[t+1] + c[t]  (reverse, out[T] = s0 or 0),
-// with A diagonal (T, N, K) or dense (T, N, K, K), all contiguous.
+// with A diagonal (T, N, K), block-diagonal (T, N, K/b, b, b) or dense
+// (T, N, K, K), all contiguous. The three are one case: a block-diagonal A with
+// blocks of b = 1, b or K is, in memory, a dense scan of N*K/b lanes of size b.
 // Uses core's Affine composition and the CPU backend's executors, so it is the
 // same scan the built-in cells' Newton and adjoint solves run on.
 #pragma once
@@ -86,17 +88,18 @@ void scan_dynamic(const R* A, const R* c, const R* s0, R* out, index_t T, index_
   });
 }
 
+/// block: 1 (diagonal A), b (block-diagonal, b divides K) or K (dense).
 template <class R>
 void affine_scan(const R* A, const R* c, const R* s0, R* out, index_t T, index_t N, index_t K,
-                 bool diagonal, bool reverse, int threads) {
+                 index_t block, bool reverse, int threads) {
   if (T == 0 || N == 0 || K == 0) return;
-  if (diagonal) return scan_fixed<R, 1>(A, c, s0, out, T, N * K, reverse, threads);
-  switch (K) {
-    case 1: return scan_fixed<R, 1>(A, c, s0, out, T, N, reverse, threads);
-    case 2: return scan_fixed<R, 2>(A, c, s0, out, T, N, reverse, threads);
-    case 3: return scan_fixed<R, 3>(A, c, s0, out, T, N, reverse, threads);
-    case 4: return scan_fixed<R, 4>(A, c, s0, out, T, N, reverse, threads);
-    default: return scan_dynamic<R>(A, c, s0, out, T, N, K, reverse, threads);
+  const index_t lanes = N * (K / block);
+  switch (block) {
+    case 1: return scan_fixed<R, 1>(A, c, s0, out, T, lanes, reverse, threads);
+    case 2: return scan_fixed<R, 2>(A, c, s0, out, T, lanes, reverse, threads);
+    case 3: return scan_fixed<R, 3>(A, c, s0, out, T, lanes, reverse, threads);
+    case 4: return scan_fixed<R, 4>(A, c, s0, out, T, lanes, reverse, threads);
+    default: return scan_dynamic<R>(A, c, s0, out, T, lanes, block, reverse, threads);
   }
 }
 

@@ -271,14 +271,19 @@ void affine_scan(py::handle A, py::handle c, py::handle s0, py::handle out, bool
     throw py::value_error(std::string(fn) + ": argument '" + name + "': expected " + expected +
                           ", got " + got);
   };
-  const bool diagonal = bA.dl->ndim == 3;
-  if (diagonal) {
-    if (bA.dl->shape[0] != T || bA.dl->shape[1] != N || bA.dl->shape[2] != K)
-      fail("A", "shape (T, N, K) (diagonal) or (T, N, K, K) (dense) matching c", shape_string(*bA.dl));
-  } else if (bA.dl->ndim != 4 || bA.dl->shape[0] != T || bA.dl->shape[1] != N ||
-             bA.dl->shape[2] != K || bA.dl->shape[3] != K) {
-    fail("A", "shape (T, N, K) (diagonal) or (T, N, K, K) (dense) matching c", shape_string(*bA.dl));
+  // Block size of A's structure: 1 (diagonal), b (block-diagonal) or K (dense).
+  const auto* sa = bA.dl->shape;
+  const int nd = bA.dl->ndim;
+  index_t block = 0;
+  if (nd >= 3 && sa[0] == T && sa[1] == N) {
+    if (nd == 3 && sa[2] == K) block = 1;
+    else if (nd == 4 && sa[2] == K && sa[3] == K) block = K;
+    else if (nd == 5 && sa[3] >= 1 && sa[3] == sa[4] && sa[2] * sa[3] == K) block = sa[3];
   }
+  if (block == 0)
+    fail("A", "shape (T, N, K) (diagonal), (T, N, K/b, b, b) (block-diagonal) or (T, N, K, K) "
+              "(dense) matching c",
+         shape_string(*bA.dl));
   for (int i = 0; i < 3; ++i)
     if (bout.dl->shape[i] != bc.dl->shape[i]) fail("out", "the shape of c", shape_string(*bout.dl));
   if (bs.dl && (bs.dl->shape[0] != N || bs.dl->shape[1] != K))
@@ -294,11 +299,11 @@ void affine_scan(py::handle A, py::handle c, py::handle s0, py::handle out, bool
   if (dc == flashrnn::DType::float64)
     flashrnn::pybind_detail::affine_scan<double>(static_cast<const double*>(pA), static_cast<const double*>(pc),
                                       static_cast<const double*>(ps), static_cast<double*>(po), T, N,
-                                      K, diagonal, reverse, num_threads);
+                                      K, block, reverse, num_threads);
   else
     flashrnn::pybind_detail::affine_scan<float>(static_cast<const float*>(pA), static_cast<const float*>(pc),
                                      static_cast<const float*>(ps), static_cast<float*>(po), T, N, K,
-                                     diagonal, reverse, num_threads);
+                                     block, reverse, num_threads);
 }
 
 }  // namespace
@@ -338,7 +343,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("affine_scan", &affine_scan, py::arg("A"), py::arg("c"), py::arg("s0"), py::arg("out"),
         py::arg("reverse") = false, py::arg("num_threads") = 0,
         "out[t] = A[t] out[t-1] + c[t] (out[-1] = s0 or 0); reverse=True runs from the end: "
-        "out[t] = A[t] out[t+1] + c[t]. A is (T, N, K) diagonal or (T, N, K, K) dense; c, out "
+        "out[t] = A[t] out[t+1] + c[t]. A is (T, N, K) diagonal, (T, N, K/b, b, b) "
+        "block-diagonal or (T, N, K, K) dense; c, out "
         "(T, N, K); s0 (N, K) or None. Contiguous CPU float32/float64.");
   m.def("cell_dims", [](const std::string& cell) {
     const auto d = flashrnn::cell_dims(cell_of(cell));
