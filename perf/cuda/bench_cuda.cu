@@ -9,7 +9,10 @@
 // backward: read u, states, grad_states, write grad_u) and that rate over the
 // card's copy bandwidth, measured in the same run (cudaMemcpy device to device).
 //
-// Usage: bench_cuda [--quick] [--json FILE] [--max-bytes GB]
+// Usage: bench_cuda [--quick] [--tune] [--json FILE] [--max-bytes GB] [--chunk L]
+// --tune: forward only, sequential vs chunked Newton, over a finer grid of
+// lanes (B = 8, H = 32 .. 4096) and T = 256 .. 65536: the data behind
+// Mode::automatic's table (backends/cuda/include/flashrnn/cuda/tuning.hpp).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -98,6 +101,7 @@ double copy_bandwidth_gbs() {
 
 FILE* json = nullptr;
 int chunk = 0;  // --chunk: steps per thread of newton_chunked (0 = tuned)
+bool tune = false;  // --tune: forward only, sequential vs chunked
 bool first_row = true;
 double peak = 0;
 
@@ -122,7 +126,7 @@ void bench_shape(const char* dtype, int B, int H, long T, double max_gb, int rep
   const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
   const double gb_fwd = (nu + ns) * sizeof(S) / 1e9;
   const double gb_all = (2.0 * nu + 3.0 * ns) * sizeof(S) / 1e9;
-  const bool do_bwd = gb_all <= max_gb;
+  const bool do_bwd = !tune && gb_all <= max_gb;
   if (gb_fwd > max_gb) {
     std::printf("%-8s %-5s H=%-5d T=%-6ld skipped (%.1f GB > --max-bytes)\n", Cell::name, dtype, H, T, gb_fwd);
     return;
@@ -150,7 +154,9 @@ void bench_shape(const char* dtype, int B, int H, long T, double max_gb, int rep
   const auto pv = param_view<const S>(p, P, H);
   const auto sv = batch_first(st, B, T, K, H);
   Timer tm;
-  const Mode modes[] = {Mode::newton_chunked, Mode::newton, Mode::sequential, Mode::automatic};
+  const std::vector<Mode> modes = tune ? std::vector<Mode>{Mode::newton_chunked, Mode::sequential}
+                                       : std::vector<Mode>{Mode::newton_chunked, Mode::newton,
+                                                           Mode::sequential, Mode::automatic};
   for (Mode m : modes) {
     // Per-step Newton needs many iterations on long sequences; keep its rows to
     // the smaller shapes so that the whole grid fits one device lease.
@@ -202,6 +208,7 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--tiny")) tiny = true;
+    else if (!std::strcmp(argv[i], "--tune")) tune = true;
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     else if (!std::strcmp(argv[i], "--max-bytes") && i + 1 < argc) max_gb = std::atof(argv[++i]);
     else if (!std::strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = std::atoi(argv[++i]);
@@ -225,6 +232,11 @@ int run(int argc, char** argv) {
   if (tiny) {
     Hs = {256};
     Ts = {512};
+  }
+  if (tune) {
+    Hs = {32, 64, 128, 256, 512, 1024, 2048, 4096};
+    Ts = {256, 512, 2048, 8192, 65536};
+    max_gb = std::min(max_gb, 20.0);
   }
   for (int H : Hs)
     for (long T : Ts) {

@@ -837,9 +837,10 @@ __global__ void step_kernel(View<const S> u, View<const S> pv, View<const S> s_p
   for (int g = 0; g < G; ++g) ug[g] = load_r(u.data + b * u.stride_b + g * u.stride_c + j * u.stride_h);
 #pragma unroll
   for (int q = 0; q < P; ++q) p[q] = load_r(pv.data + q * pv.stride_c + j * pv.stride_h);
+  // A plain (coherent) load, not the read-only cache: s_next may be s_prev (in place).
 #pragma unroll
   for (int k = 0; k < K; ++k)
-    s[k] = load_r(s_prev.data + b * s_prev.stride_b + k * s_prev.stride_c + j * s_prev.stride_h);
+    s[k] = to_r(s_prev.data[b * s_prev.stride_b + k * s_prev.stride_c + j * s_prev.stride_h]);
   cell_step<Cell>(s, ug, p, nx);
 #pragma unroll
   for (int k = 0; k < K; ++k)

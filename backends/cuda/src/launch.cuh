@@ -11,6 +11,10 @@
 #include "flashrnn/cuda/tuning.hpp"
 #include "kernels.cuh"
 
+#if FLASHRNN_CUDA_NVTX
+#include <nvtx3/nvToolsExt.h>
+#endif
+
 namespace flashrnn {
 namespace cuda {
 namespace detail {
@@ -28,6 +32,14 @@ inline void check_launch(const char* kernel) {
     throw BackendError(flashrnn::detail::concat("flashrnn::cuda: launch of kernel ", kernel,
                                                 " failed: ", cudaGetErrorName(e), " (",
                                                 cudaGetErrorString(e), ")"));
+}
+
+template <class S>
+constexpr const char* storage_name() {
+  return std::is_same<S, double>::value           ? "fp64"
+         : std::is_same<S, float>::value          ? "fp32"
+         : std::is_same<S, __nv_bfloat16>::value ? "bf16"
+                                                  : "fp16";
 }
 
 /// Every data pointer must be device-accessible memory.
@@ -59,6 +71,27 @@ struct Workspace {
   }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
+};
+
+/// An NVTX range around one entry point ("flashrnn::cuda::forward ParaGRU bf16"), so
+/// Nsight Systems shows which layer call enqueued which kernels. Host-side push/pop:
+/// nothing waits for the GPU. Compiled out with -DFLASHRNN_CUDA_NVTX=OFF.
+template <class Cell, class S>
+struct ProfileRange {
+  explicit ProfileRange(const char* where) {
+#if FLASHRNN_CUDA_NVTX
+    nvtxRangePushA(flashrnn::detail::concat(where, " ", Cell::name, " ", storage_name<S>()).c_str());
+#else
+    (void)where;
+#endif
+  }
+  ~ProfileRange() {
+#if FLASHRNN_CUDA_NVTX
+    nvtxRangePop();
+#endif
+  }
+  ProfileRange(const ProfileRange&) = delete;
+  ProfileRange& operator=(const ProfileRange&) = delete;
 };
 
 inline std::size_t align_up(std::size_t n) { return (n + 255) / 256 * 256; }
@@ -110,6 +143,7 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K;
   constexpr const char* where = "flashrnn::cuda::forward";
+  const detail::ProfileRange<Cell, S> profile_range(where);
   SolverOptions chk = options;
   chk.check_finite = false;  // device data: checked inside the kernels instead
   flashrnn::detail::check_forward_args<Cell, S>(where, u, p, s0, states, final_state, chk);
@@ -206,6 +240,7 @@ void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> 
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::cuda::backward";
+  const detail::ProfileRange<Cell, S> profile_range(where);
   flashrnn::detail::check_backward_args<Cell, S>(where, u, p, s0, states, grad_states, grad_final,
                                                  grad_u, grad_p, grad_s0);
   const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
@@ -267,19 +302,12 @@ template <class Cell, class S>
 void step(View<const S> u_t, View<const S> p, View<const S> s_prev, View<S> s_next,
           cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::cuda::step";
-  if (u_t.data == nullptr) flashrnn::detail::fail_argument(where, "u_t", "a non-null data pointer", "nullptr");
-  flashrnn::detail::check_shape_positive(where, u_t.steps, u_t.batch, u_t.units);
+  const detail::ProfileRange<Cell, S> profile_range(where);
+  // The same checks as the CPU and Kokkos step(): shapes, strides, and s_next
+  // either exactly s_prev (in place) or disjoint from it.
+  flashrnn::detail::check_step_args<Cell, S>(where, u_t, p, s_prev, s_next);
   const index_t B = u_t.batch, H = u_t.units;
-  flashrnn::detail::check_view(where, "u_t", u_t, 1, B, G, H);
-  flashrnn::detail::check_view(where, "p", p, 1, 1, P, H, P == 0);
-  flashrnn::detail::check_view(where, "s_prev", s_prev, 1, B, K, H);
-  flashrnn::detail::check_view(where, "s_next", s_next, 1, B, K, H);
-  flashrnn::detail::check_output_strides(where, "s_next", s_next);
-  flashrnn::detail::check_no_alias(where, "s_next", s_next, "u_t", u_t);
-  flashrnn::detail::check_no_alias(where, "s_next", s_next, "p", p);
-  if (s_next.data != s_prev.data) flashrnn::detail::check_no_alias(where, "s_next", s_next, "s_prev", s_prev);
   detail::check_device(where, "u_t", u_t);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s_prev", s_prev);
