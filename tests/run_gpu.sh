@@ -38,11 +38,15 @@ for stage in "${stages[@]}"; do
       bench="$(find "$build" -name bench_cuda -o -name flashrnn_bench_cuda | head -1)"
       timeout 120 "$bench" --quick 2>&1 | tee "$out/bench_quick.log" ;;
     train)
-      # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as data/).
+      # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as data/): the same
+      # residual blocks, width 512, each at its best LR of the CPU sweep (examples/train/README.md).
+      # --time-limit makes a slow run stop and still write its metrics before the timeout.
       data="${FLASHRNN_DATA:-$root/.data/tinyshakespeare.txt}"
-      for rnn in paragru torch-gru; do
-        PYTHONPATH="$build/python" PYTHONUNBUFFERED=1 timeout 100 python3 "$root/examples/train/train.py" \
-          --data "$data" --steps 200 --rnn "$rnn" --out "$out/lm-$rnn" > "$out/train_$rnn.log" 2>&1
+      for run in "paragru 1e-2" "torch-gru 1e-2"; do
+        read -r rnn lr <<< "$run"
+        PYTHONPATH="$build/python" PYTHONUNBUFFERED=1 timeout 110 python3 "$root/examples/train/train.py" \
+          --data "$data" --steps 200 --block residual --hidden 512 --rnn "$rnn" --lr "$lr" --val-every 25 \
+          --time-limit 1.5 --no-progress --out "$out/lm-$rnn" > "$out/train_$rnn.log" 2>&1
         echo "train $rnn: exit $?"; tail -4 "$out/train_$rnn.log"
       done
       python3 "$root/examples/train/compare.py" "$out/lm-paragru" "$out/lm-torch-gru" -o "$out/lm_compare.png" || true

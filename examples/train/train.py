@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from data import CharText, ModularCounting  # noqa: E402
-from model import RNNS, SequenceModel  # noqa: E402
+from model import BLOCKS, RNNS, SequenceModel  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -39,6 +39,15 @@ def parse_args(argv=None):
     ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=1, help="block-diagonal input projection heads")
+    ap.add_argument("--block", choices=BLOCKS, default=None,
+                    help="stack: plain multi-layer RNN; residual: pre-norm RNN + MLP blocks with residual "
+                         "connections (see model.py)")
+    ap.add_argument("--gate-bias", default=None, metavar="LO,HI",
+                    help="GRU update-gate bias init: keep the state for 1/sigmoid(-b) steps, b ~ U(LO, HI), "
+                         "e.g. -4,-1 (same for ParaGRU and nn.GRU; default: the layers' own init)")
+    ap.add_argument("--out-gate", action="store_true",
+                    help="residual blocks: gate the RNN output with silu(W x) before the output projection")
+    ap.add_argument("--mlp-ratio", type=float, default=4.0, help="residual blocks: MLP width / d_model")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps")
     ap.add_argument("--batch", type=int, default=None)
@@ -65,10 +74,14 @@ def parse_args(argv=None):
     gpu = pick_device(args.device).type == "cuda"
     defaults = dict(  # (generated task, character LM on the CPU, character LM on a GPU)
         d_model=(32, 64, 256), hidden=(64, 128, 512), steps=(500, 1000, 2000), batch=(32, 32, 64),
-        seq_len=(128, 128, 256), lr=(3e-3, 3e-3, 2e-3), val_every=(25, 50, 100), curriculum=(16, 0, 0))
+        seq_len=(128, 128, 256), lr=(3e-3, 3e-3, 2e-3), val_every=(25, 50, 100), curriculum=(16, 0, 0),
+        block=("stack", "residual", "residual"))
+    d_model_given = args.d_model is not None
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v[(2 if gpu else 1) if lm else 0])
+    if args.block == "residual" and not d_model_given:
+        args.d_model = args.hidden  # residual stream as wide as the recurrence
     return args
 
 
@@ -141,21 +154,23 @@ def newton_check(model, x, amp):
     """Solve the trained network with per-step Newton and compare with exact
     stepping: iterations needed and the largest difference in the outputs."""
     import flashrnn
-    rnn = getattr(model, "rnn", None)
-    if not isinstance(rnn, flashrnn.modules._Layered):
+    rnns = [r for r in model.recurrent_layers() if isinstance(r, flashrnn.modules._Layered)]
+    if not rnns:
         return None
     model.eval()
-    saved = rnn.options
+    saved = [r.options for r in rnns]
     out = {}
     try:
         for mode in ("sequential", "newton"):
-            rnn.options = flashrnn.SolverOptions(mode=mode, max_iters=200, on_nonconvergence="keep_last_iterate")
+            for r in rnns:
+                r.options = flashrnn.SolverOptions(mode=mode, max_iters=200, on_nonconvergence="keep_last_iterate")
             t = time.time()
             with amp():
                 logits, _ = model(x)
-            out[mode] = (logits.float(), time.time() - t, rnn.last_report)
+            out[mode] = (logits.float(), time.time() - t, [rep for r in rnns for rep in r.last_report])
     finally:
-        rnn.options = saved
+        for r, o in zip(rnns, saved):
+            r.options = o
     diff = (out["newton"][0] - out["sequential"][0]).abs().max().item()
     reps = out["newton"][2]
     its = [r.iterations for r in reps]
@@ -186,8 +201,10 @@ def main(argv=None):
     long_sets = [] if lm else [task.fixed_set(args.batch, 4 * args.seq_len, seed=20_000 + i)
                                for i in range(max(1, args.val_batches // 2))]
 
+    gate_bias = tuple(float(v) for v in args.gate_bias.split(",")) if args.gate_bias else None
     model = SequenceModel(task.vocab_size, task.num_classes, args.rnn, args.d_model, args.hidden,
-                          args.layers, args.heads, args.dropout, args.mode).to(device)
+                          args.layers, args.heads, args.dropout, args.mode, args.block,
+                          args.mlp_ratio, gate_bias, args.out_gate).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01 if lm else 0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
@@ -205,7 +222,7 @@ def main(argv=None):
     what = f"char LM on {os.path.basename(args.data)} (vocab {task.vocab_size})" if lm else \
         (f"running parity" if args.modulus == 2 else f"running sum mod {args.modulus}")
     print(f"[train] {what}: {args.rnn} d_model={args.d_model} hidden={args.hidden} layers={args.layers} "
-          f"heads={args.heads} ({n_params / 1e3:.1f}k params), batch {args.batch} x {args.seq_len} steps, "
+          f"heads={args.heads} block={args.block} ({n_params / 1e3:.1f}k params), batch {args.batch} x {args.seq_len} steps, "
           f"device {device}, torch threads {torch.get_num_threads()}")
 
     def save(path, step):
