@@ -45,7 +45,7 @@ for stage in "${stages[@]}"; do
       for run in "paragru 1e-2" "torch-gru 1e-2"; do
         read -r rnn lr <<< "$run"
         PYTHONPATH="$build/python" PYTHONUNBUFFERED=1 timeout 110 python3 "$root/examples/train/train.py" \
-          --data "$data" --steps 200 --block residual --hidden 512 --rnn "$rnn" --lr "$lr" --val-every 25 \
+          --data "$data" --steps 200 --block residual --out-gate --hidden 512 --rnn "$rnn" --lr "$lr" --val-every 25 \
           --time-limit 1.5 --no-progress --out "$out/lm-$rnn" > "$out/train_$rnn.log" 2>&1
         echo "train $rnn: exit $?"; tail -4 "$out/train_$rnn.log"
       done

@@ -44,7 +44,7 @@ def parse_args(argv=None):
                          "connections (see model.py)")
     ap.add_argument("--gate-bias", default=None, metavar="LO,HI",
                     help="GRU update-gate bias init: keep the state for 1/sigmoid(-b) steps, b ~ U(LO, HI), "
-                         "e.g. -4,-1 (same for ParaGRU and nn.GRU; default: the layers' own init)")
+                         "e.g. --gate-bias=-4,-1 (same for ParaGRU and nn.GRU; default: the layers' own init)")
     ap.add_argument("--out-gate", action="store_true",
                     help="residual blocks: gate the RNN output with silu(W x) before the output projection")
     ap.add_argument("--mlp-ratio", type=float, default=4.0, help="residual blocks: MLP width / d_model")
