@@ -154,7 +154,7 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
   detail::check_device(where, "final_state", final_state);
 
   const index_t T = u.steps, B = u.batch, H = u.units, lanes = B * H;
-  const Mode mode = options.mode == Mode::automatic ? tuning::choose_mode(lanes, T, sizeof(S))
+  const Mode mode = options.mode == Mode::automatic ? tuning::choose_mode(lanes, T, K)
                                                     : options.mode;
   if (report) detail::check_cuda(cudaMemsetAsync(report, 0, sizeof(DeviceReport), stream), "cudaMemsetAsync(report)");
   const double tol = default_tolerance<R>();

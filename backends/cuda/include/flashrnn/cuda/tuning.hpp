@@ -32,20 +32,23 @@ inline int lanes_per_block(index_t lanes) {
 }
 
 /// Mode::automatic. Sequential stepping reads u once with one thread per lane
-/// and is latency-bound (~0.1 us a step on an H100): it wins once lanes fill
-/// the GPU (B*H = 32768 reaches 89-91% (fp32) / 63-70% (bf16) of copy
-/// bandwidth), and chunked Newton wins when lanes are few and sequences long.
-/// Measured on an NVIDIA H100 80GB HBM3 (perf/README.md, section CUDA), B = 8,
-/// sequential time / chunked-Newton time, ParaGRU and ParaLSTM alike:
-///   lanes 2048:  0.4-0.5 (T 512), 1.0 (2048), 1.0-1.6 (8192), 1.7-2.0 (65536)
-///   lanes 8192 and 32768: 0.2-0.7 at every T (sequential faster)
-/// Storage type does not move the crossover. Lanes below 2048 were not
-/// benchmarked; Newton's advantage only grows there.
-inline Mode choose_mode(index_t lanes, index_t steps, std::size_t /*storage_bytes*/) {
-  if (steps < 256) return Mode::sequential;
-  if (lanes <= 1024) return Mode::newton_chunked;
-  if (lanes <= 4096 && steps >= 4096) return Mode::newton_chunked;
-  return Mode::sequential;
+/// and is latency-bound (~0.14 us a step): it wins once lanes fill the GPU,
+/// and chunked Newton (u read once too, but 4-7x the arithmetic) wins when
+/// lanes are few and sequences long. Measured with the default IEEE fp32
+/// kernels on an NVIDIA H200 (`bench_cuda --tune`, B = 8; perf/README.md,
+/// section CUDA; perf/cuda/results/bench_tune_h200.*): sequential time /
+/// chunked-Newton time, bf16 and fp32 alike (storage does not move it):
+///   T 256, 512:            0.2-0.8 at every lane count (sequential faster)
+///   T 2048,  K = 1 (ParaGRU):  1.1-1.5 for lanes <= 4096, <= 0.88 above
+///   T 2048,  K = 2 (ParaLSTM): 1.0-1.2 for lanes <= 1024, <= 0.95 above
+///   T >= 8192, K = 1: 1.6-1.9 for lanes <= 4096, 0.95-0.99 at 8192, <= 0.5 above
+///   T >= 8192, K = 2: 1.1-1.5 for lanes <= 4096, 0.73 at 8192, <= 0.37 above
+/// K = 2's Jacobians make its Newton passes dearer, so its crossover sits at
+/// fewer lanes for mid lengths. Larger K (dense per-lane maps) follows K = 2.
+inline Mode choose_mode(index_t lanes, index_t steps, int state_dim) {
+  if (steps < 1024 || lanes > 4096) return Mode::sequential;
+  if (steps < 4096 && state_dim > 1 && lanes > 1024) return Mode::sequential;
+  return Mode::newton_chunked;
 }
 
 /// The backward counterpart: true for the one-thread-per-lane reverse sweep.
