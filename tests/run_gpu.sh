@@ -3,7 +3,7 @@
 # starts bare; Ubuntu, Catch2 v3, no oneTBB -> OpenMP runtime, PyTorch 2.11):
 # the C++ suites (CPU + CUDA), the Python suite (CPU + CUDA, torch.compile),
 # compute-sanitizer on the CUDA suite's small shapes, and a quick benchmark.
-# Usage: tests/run_gpu.sh [stage ...]   stages: build test sanitize bench pip train
+# Usage: tests/run_gpu.sh [stage ...]   stages: build test sanitize bench pip train bench_train
 # Logs go to $OUT (the device tool's output folder) or /tmp/flashrnn-gpu.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -48,18 +48,25 @@ for stage in "${stages[@]}"; do
       echo "pip install: exit $?"; tail -3 "$out/pip.log"
       (cd /tmp && /tmp/flashrnn-venv/bin/python -c "import flashrnn, torch; m = flashrnn.ParaGRU(8, 16).cuda(); y, _ = m(torch.randn(2, 50, 8, device='cuda')); print('installed', flashrnn.__file__, tuple(y.shape))") || status=1 ;;
     train)
-      # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as data/): the same
+      # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as .data/): the same
       # residual blocks, width 512, each at its best LR of the CPU sweep (examples/train/README.md).
+      # FLASHRNN_TRAIN_RUNS replaces the runs: "rnn lr block" triples separated by ';'.
       # --time-limit makes a slow run stop and still write its metrics before the timeout.
       data="${FLASHRNN_DATA:-$root/.data/tinyshakespeare.txt}"
-      for run in "paragru 1e-2" "torch-gru 1e-2"; do
-        read -r rnn lr <<< "$run"
+      runs="${FLASHRNN_TRAIN_RUNS:-paragru 1e-2 residual;torch-gru 1e-2 residual}"
+      dirs=()
+      IFS=';' read -ra run_list <<< "$runs"
+      for run in "${run_list[@]}"; do
+        read -r rnn lr block <<< "$run"
+        name="lm-$rnn-$block"; dirs+=("$out/$name")
+        extra=(); [ "$block" = residual ] && extra=(--out-gate)
         PYTHONPATH="$build/python" PYTHONUNBUFFERED=1 timeout 110 python3 "$root/examples/train/train.py" \
-          --data "$data" --steps 200 --block residual --out-gate --hidden 512 --rnn "$rnn" --lr "$lr" --val-every 25 \
-          --time-limit 1.5 --no-progress --out "$out/lm-$rnn" > "$out/train_$rnn.log" 2>&1
-        echo "train $rnn: exit $?"; tail -4 "$out/train_$rnn.log"
+          --data "$data" --steps 200 --block "$block" "${extra[@]}" --hidden 512 --rnn "$rnn" --lr "$lr" \
+          --val-every 25 --time-limit 1.5 --no-progress --out "$out/$name" > "$out/train_$name.log" 2>&1
+        echo "train $rnn ($block, lr $lr): exit $?"; tail -3 "$out/train_$name.log"
       done
-      python3 "$root/examples/train/compare.py" "$out/lm-paragru" "$out/lm-torch-gru" -o "$out/lm_compare.png" || true
+      python3 "$root/examples/train/compare.py" "${dirs[@]}" -o "$out/lm_compare.png" || true ;;
+    bench_train)
       PYTHONPATH="$build/python" timeout 100 python3 "$root/examples/train/bench_train.py" --iters 5 --json "$out/bench_train.json" \
         2>&1 | tail -12 ;;
   esac
