@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "reference.hpp"
 
 using namespace flashrnn_test;
@@ -95,6 +96,7 @@ TEST_CASE("determinism: forward, bitwise across calls and thread counts", "[dete
   // rounding of the scan's carries reaches the result.
   SECTION("DiagTanh a = 1 fp64") { forward_determinism<cells::DiagTanh, double>(6, Inputs::chaotic, 1.0); }
   SECTION("DiagTanh a = 1 fp32") { forward_determinism<cells::DiagTanh, float>(7, Inputs::chaotic, 1.0); }
+  SECTION("HeadTanh4 fp32") { forward_determinism<cells::HeadTanh4, float>(8); }
 }
 
 TEST_CASE("determinism: backward, bitwise across calls and thread counts", "[determinism]") {
@@ -104,4 +106,5 @@ TEST_CASE("determinism: backward, bitwise across calls and thread counts", "[det
   SECTION("DiagTanh fp32") { backward_determinism<cells::DiagTanh, float>(14); }
   SECTION("DiagTanh a = 1 fp64") { backward_determinism<cells::DiagTanh, double>(15, Inputs::chaotic, 1.0); }
   SECTION("DiagTanh a = 1 fp32") { backward_determinism<cells::DiagTanh, float>(16, Inputs::chaotic, 1.0); }
+  SECTION("HeadTanh4 fp32") { backward_determinism<cells::HeadTanh4, float>(17); }
 }

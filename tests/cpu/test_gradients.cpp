@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "reference.hpp"
 
 using namespace flashrnn_test;
@@ -219,12 +220,14 @@ TEST_CASE("gradients: fp64 adjoint equals finite differences", "[gradients][fd]"
   SECTION("ParaGRU") { fd_check<cells::ParaGRU>(Inputs::random, 100); }
   SECTION("ParaLSTM") { fd_check<cells::ParaLSTM>(Inputs::random, 200); }
   SECTION("DiagTanh") { fd_check<cells::DiagTanh>(Inputs::random, 300); }
+  SECTION("HeadTanh4") { fd_check<cells::HeadTanh4>(Inputs::random, 350); }
 }
 
 TEST_CASE("gradients: fp64 adjoint on long lanes", "[gradients][long]") {
   SECTION("ParaGRU") { long_check<cells::ParaGRU>(400); }
   SECTION("ParaLSTM") { long_check<cells::ParaLSTM>(500); }
   SECTION("DiagTanh") { long_check<cells::DiagTanh>(600); }
+  SECTION("HeadTanh4") { long_check<cells::HeadTanh4>(650); }
 }
 
 TEST_CASE("gradients: fp32 adjoint equals Dual<float> backprop through stepping",
@@ -246,11 +249,16 @@ TEST_CASE("gradients: fp32 adjoint equals Dual<float> backprop through stepping"
       fp32_check<cells::DiagTanh>(Inputs::random, 900 + sh.T, sh.T, sh.B, sh.H);
       fp32_check<cells::DiagTanh>(Inputs::saturating, 950 + sh.T, sh.T, sh.B, sh.H);
     }
+    SECTION("HeadTanh4 T=" + std::to_string(sh.T) + " lanes=" + std::to_string(sh.B * sh.H)) {
+      fp32_check<cells::HeadTanh4>(Inputs::random, 1400 + sh.T, sh.T, sh.B, sh.H);
+      fp32_check<cells::HeadTanh4>(Inputs::saturating, 1450 + sh.T, sh.T, sh.B, sh.H);
+    }
   }
   SECTION("T = 600, one lane (time-parallel adjoint, two scan blocks)") {
     fp32_check<cells::ParaGRU>(Inputs::random, 1001, 600, 1, 1, 1);
     fp32_check<cells::ParaLSTM>(Inputs::random, 1002, 600, 1, 1, 1);
     fp32_check<cells::DiagTanh>(Inputs::random, 1003, 600, 1, 1, 1);
+    fp32_check<cells::HeadTanh4>(Inputs::random, 1004, 600, 1, 1, 1);
   }
 }
 
@@ -258,4 +266,5 @@ TEST_CASE("gradients: output subsets and zero upstream", "[gradients]") {
   output_subsets<cells::ParaGRU>(1100);
   output_subsets<cells::ParaLSTM>(1200);
   output_subsets<cells::DiagTanh>(1300);
+  output_subsets<cells::HeadTanh4>(1350);
 }

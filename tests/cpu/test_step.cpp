@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "reference.hpp"
 
 using namespace flashrnn_test;
@@ -94,6 +95,8 @@ TEST_CASE("step: one step equals sequential stepping", "[step]") {
       check_step<cells::ParaLSTM, float>(layout, B, H, Inputs::random, 4 + BH);
       check_step<cells::DiagTanh, double>(layout, B, H, Inputs::random, 5 + BH);
       check_step<cells::DiagTanh, float>(layout, B, H, Inputs::saturating, 6 + BH);
+      check_step<cells::HeadTanh4, double>(layout, B, H, Inputs::random, 7 + BH);
+      check_step<cells::HeadTanh4, float>(layout, B, H, Inputs::saturating, 8 + BH);
     }
   }
 }

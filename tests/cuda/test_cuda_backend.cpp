@@ -1,5 +1,7 @@
 // The CUDA backend against the CPU reference: forward (every mode, fp64, fp32,
 // bf16, fp16, lengths 1 .. 2^20), backward, step, dispatch and bad inputs.
+// HeadTanh4 (dense 4 x 4 heads) has its own cases, tagged [HeadTanh]; its fp64
+// cases run only where the backend builds it (FLASHRNN_CUDA_SKIP_HeadTanh4_f64).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -54,6 +56,17 @@ double to_d(double x) { return x; }
 double to_d(__nv_bfloat16 x) { return __bfloat162float(x); }
 double to_d(__half x) { return __half2float(x); }
 
+/// Recurrent weights are divided by sqrt(fan_in) (a dense head mixes K states
+/// per row; the diagonal cells one), so every cell sees trained-like weights.
+template <class Cell>
+struct fan_in {
+  static constexpr int value = 1;
+};
+template <int K>
+struct fan_in<cells::HeadTanh<K>> {
+  static constexpr int value = K;
+};
+
 /// A random problem in the batch-first layout, inputs already representable in S.
 template <class Cell>
 struct Problem {
@@ -66,7 +79,7 @@ struct Problem {
     u.resize(static_cast<size_t>(B * T * G * H));
     for (auto& x : u) x = u_scale * U(rng);
     p.resize(static_cast<size_t>(P * H));
-    for (auto& x : p) x = 0.9 * U(rng);
+    for (auto& x : p) x = 0.9 * U(rng) / std::sqrt(double(fan_in<Cell>::value));
     s0.resize(static_cast<size_t>(B * K * H));
     for (auto& x : s0) x = 0.5 * U(rng);
   }
@@ -379,11 +392,15 @@ TEST_CASE("cuda bad inputs give clear errors", "[cuda][errors]") {
 
 TEST_CASE("cuda dispatch runs every cell and dtype", "[cuda][dispatch]") {
   const index_t B = 2, T = 50, H = 8;
-  for (CellKind cell : {CellKind::para_gru, CellKind::para_lstm, CellKind::diag_tanh}) {
+  for (CellKind cell : {CellKind::para_gru, CellKind::para_lstm, CellKind::diag_tanh, CellKind::head_tanh4}) {
     const CellDims d = cell == CellKind::para_gru    ? CellDims{1, 3, 3}
                        : cell == CellKind::para_lstm ? CellDims{2, 3, 5}
-                                                     : CellDims{1, 1, 1};
+                       : cell == CellKind::diag_tanh ? CellDims{1, 1, 1}
+                                                     : CellDims{4, 4, 16};
     for (DType dt : {DType::float32, DType::float64, DType::bfloat16, DType::float16}) {
+#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
+      if (cell == CellKind::head_tanh4 && dt == DType::float64) continue;  // "not built": [HeadTanh][dispatch]
+#endif
       const size_t es = dt == DType::float64 ? 8 : dt == DType::float32 ? 4 : 2;
       void *u, *p, *s, *gs, *gu, *gp;
       REQUIRE(cudaMalloc(&u, B * T * d.input_dim * H * es) == cudaSuccess);
@@ -420,4 +437,183 @@ TEST_CASE("cuda small shapes (for compute-sanitizer)", "[cuda][sanitize]") {
     check_backward<cells::ParaGRU>(1, T, 3);
     check_backward<cells::ParaLSTM>(2, T, 33);
   }
+}
+
+// ---- HeadTanh4: dense 4 x 4 recurrence per head (K = G = 4, P = 16) ----------
+
+namespace {
+using Head = cells::HeadTanh4;
+
+/// fp32 GPU gradients against the CPU fp64 adjoint at the same (fp32-rounded)
+/// trajectory: error <= 4 x the CPU fp32 adjoint's error + a floor.
+void check_backward_fp32_head(index_t B, index_t T, index_t H) {
+  constexpr int K = Head::state_dim, G = Head::input_dim, P = Head::param_dim;
+  Problem<Head> pr(B, T, H, 41 + static_cast<unsigned>(T));
+  pr.round_to<float>();
+  std::vector<double> st = pr.reference();
+  for (auto& x : st) x = static_cast<float>(x);
+  std::mt19937_64 rng(6);
+  std::uniform_real_distribution<double> U(-1, 1);
+  std::vector<double> gs(st.size()), gf(static_cast<size_t>(B * K * H));
+  for (auto& x : gs) x = static_cast<float>(U(rng));
+  for (auto& x : gf) x = static_cast<float>(U(rng));
+  struct Grads {
+    std::vector<double> u, p, s0;
+  };
+  auto cpu = [&](auto real) {
+    using R = decltype(real);
+    std::vector<R> u(pr.u.begin(), pr.u.end()), p(pr.p.begin(), pr.p.end()), s0(pr.s0.begin(), pr.s0.end()),
+        s(st.begin(), st.end()), g(gs.begin(), gs.end()), f(gf.begin(), gf.end()), du(u.size()), dp(p.size()),
+        ds0(s0.size());
+    flashrnn::backward<Head, R>(
+        batch_first<const R>(u.data(), B, T, G, H), param_view<const R>(p.data(), P, H),
+        state_view<const R>(s0.data(), B, K, H), batch_first<const R>(s.data(), B, T, K, H),
+        batch_first<const R>(g.data(), B, T, K, H), state_view<const R>(f.data(), B, K, H),
+        batch_first(du.data(), B, T, G, H), param_view(dp.data(), P, H), state_view(ds0.data(), B, K, H));
+    return Grads{{du.begin(), du.end()}, {dp.begin(), dp.end()}, {ds0.begin(), ds0.end()}};
+  };
+  const Grads g64 = cpu(double{}), g32 = cpu(float{});
+
+  auto up = [](const std::vector<double>& h) {
+    std::vector<float> f(h.begin(), h.end());
+    return f;
+  };
+  DeviceBuffer<float> du(pr.u.size()), dp(pr.p.size()), ds0(pr.s0.size()), dst(st.size()), dgs(gs.size()),
+      dgf(gf.size()), dgu(pr.u.size()), dgp(pr.p.size()), dg0(pr.s0.size());
+  du.upload(up(pr.u));
+  dp.upload(up(pr.p));
+  ds0.upload(up(pr.s0));
+  dst.upload(up(st));
+  dgs.upload(up(gs));
+  dgf.upload(up(gf));
+  cuda::backward<Head, float>(
+      batch_first<const float>(du.ptr, B, T, G, H), param_view<const float>(dp.ptr, P, H),
+      state_view<const float>(ds0.ptr, B, K, H), batch_first<const float>(dst.ptr, B, T, K, H),
+      batch_first<const float>(dgs.ptr, B, T, K, H), state_view<const float>(dgf.ptr, B, K, H),
+      batch_first(dgu.ptr, B, T, G, H), param_view(dgp.ptr, P, H), state_view(dg0.ptr, B, K, H));
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  auto judge = [](const char* what, const std::vector<float>& gpu, const std::vector<double>& ref,
+                  const std::vector<double>& cpu32) {
+    double scale = 1;
+    for (double x : ref) scale = std::max(scale, std::fabs(x));
+    const double base = max_err(cpu32, ref), err = max_err(gpu, ref);
+    INFO(what << ": gpu fp32 err " << err << ", cpu fp32 err " << base << ", scale " << scale);
+    CHECK(err <= 4.0 * base + 1e-5 * scale);
+  };
+  INFO("HeadTanh4 fp32 backward B=" << B << " T=" << T << " H=" << H);
+  judge("grad_u", dgu.download(), g64.u, g32.u);
+  judge("grad_p", dgp.download(), g64.p, g32.p);
+  judge("grad_s0", dg0.download(), g64.s0, g32.s0);
+}
+}  // namespace
+
+TEST_CASE("cuda HeadTanh4 forward fp32 equals CPU stepping, every mode", "[cuda][forward][HeadTanh]") {
+  for (index_t T : {1, 2, 17, 1000, 100000}) {
+    const index_t B = 2, H = T >= 100000 ? 3 : 37;
+    Problem<Head> pr(B, T, H, 11 + static_cast<unsigned>(T));
+    pr.round_to<float>();
+    const auto ref = pr.reference();
+    const auto fin = last_states(ref, B, T, Head::state_dim, H);
+    const double base = max_err(pr.reference_fp32(), ref);
+    for (Mode m : all_modes)
+      for (index_t chunk : {index_t(0), index_t(1), index_t(8), index_t(32)}) {
+        if (m != Mode::newton_chunked && chunk != 0) continue;
+        SolverOptions o;
+        o.mode = m;
+        o.chunk_length = chunk;
+        const auto r = pr.gpu<float>(o);
+        const double err = max_err(r.states, ref);
+        INFO("HeadTanh4 fp32 T=" << T << " mode=" << to_string(m) << " chunk=" << chunk << " err=" << err
+                                 << " cpu fp32 err=" << base << " iters=" << r.report.iterations);
+        CHECK(r.report.converged);
+        CHECK(r.report.lanes_fell_back == 0);
+        CHECK(err <= 4.0 * base + 2e-5);
+        CHECK(max_err(r.final_state, fin) <= 4.0 * base + 2e-5);
+      }
+  }
+}
+
+TEST_CASE("cuda HeadTanh4 forward bf16 / fp16 within the error of plain stepping", "[cuda][forward][HeadTanh]") {
+  for (index_t T : {1, 17, 1000, 100000}) {
+    const index_t H = T >= 100000 ? 3 : 64;
+    check_low_precision<Head, float>(2, T, H, 2e-5);
+    check_low_precision<Head, __nv_bfloat16>(2, T, H, 2e-3);
+    check_low_precision<Head, __half>(2, T, H, 5e-4);
+  }
+}
+
+TEST_CASE("cuda HeadTanh4 forward fp64 equals the CPU sequential reference", "[cuda][forward][HeadTanh]") {
+#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
+  WARN("HeadTanh4 fp64 is not built (backends/cuda/CMakeLists.txt _skip): nothing to run");
+#else
+  for (index_t T : {1, 2, 3, 17, 1000}) check_fp64_all_modes<Head>(2, T, 37);
+  check_fp64_all_modes<Head>(1, 100000, 3);
+#endif
+}
+
+TEST_CASE("cuda HeadTanh4 backward equals the CPU backward", "[cuda][backward][HeadTanh]") {
+  // Parallel adjoint (few lanes, T >= 64), several segments, and the one-thread-per-lane sweep.
+  for (index_t T : {1, 17, 1000, 20000}) check_backward_fp32_head(2, T, 37);
+  check_backward_fp32_head(1, 100000, 2);
+  check_backward_fp32_head(64, 70, 1024);
+#ifndef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
+  for (index_t T : {1, 2, 17, 1000}) check_backward<Head>(2, T, 37);
+  check_backward<Head>(64, 70, 1024);
+#endif
+}
+
+TEST_CASE("cuda HeadTanh4 step equals the CPU step, also in place", "[cuda][step][HeadTanh]") {
+  const index_t B = 3, H = 50;
+  constexpr int K = Head::state_dim, G = Head::input_dim, P = Head::param_dim;
+  Problem<Head> pr(B, 1, H, 78);
+  pr.round_to<float>();
+  std::vector<float> u(pr.u.begin(), pr.u.end()), p(pr.p.begin(), pr.p.end()), s(pr.s0.begin(), pr.s0.end()),
+      ref(s.size());
+  flashrnn::step<Head, float>(batch_first<const float>(u.data(), B, 1, G, H), param_view<const float>(p.data(), P, H),
+                              state_view<const float>(s.data(), B, K, H), state_view(ref.data(), B, K, H));
+  DeviceBuffer<float> du(u.size()), dp(p.size()), ds(s.size()), dn(s.size());
+  du.upload(u);
+  dp.upload(p);
+  ds.upload(s);
+  cuda::step<Head, float>(batch_first<const float>(du.ptr, B, 1, G, H), param_view<const float>(dp.ptr, P, H),
+                          state_view<const float>(ds.ptr, B, K, H), state_view(dn.ptr, B, K, H));
+  const std::vector<double> refd(ref.begin(), ref.end());
+  CHECK(max_err(dn.download(), refd) <= 1e-6);
+  cuda::step<Head, float>(batch_first<const float>(du.ptr, B, 1, G, H), param_view<const float>(dp.ptr, P, H),
+                          state_view<const float>(ds.ptr, B, K, H), state_view(ds.ptr, B, K, H));
+  CHECK(max_err(ds.download(), refd) <= 1e-6);
+}
+
+TEST_CASE("cuda HeadTanh4 dispatch and shape errors", "[cuda][dispatch][HeadTanh]") {
+  const index_t B = 2, T = 20, H = 6;
+  DeviceBuffer<float> du(B * T * 4 * H), dp(16 * H), dst(B * T * 4 * H);
+  du.upload(std::vector<float>(du.n, 0.25f));
+  dp.upload(std::vector<float>(dp.n, 0.1f));
+  const auto u = batch_first<const float>(du.ptr, B, T, 4, H);
+  const auto st = batch_first(dst.ptr, B, T, 4, H);
+  CHECK_NOTHROW(cuda::forward<Head, float>(u, param_view<const float>(dp.ptr, 16, H), {}, st, {}));
+  try {  // K parameters instead of K * K
+    cuda::forward<Head, float>(u, param_view<const float>(dp.ptr, 4, H), {}, st, {});
+    FAIL("expected InvalidArgument");
+  } catch (const InvalidArgument& e) {
+    CHECK(std::string(e.what()).find("'p'") != std::string::npos);
+    CHECK(std::string(e.what()).find("16") != std::string::npos);
+  }
+  CHECK_THROWS_AS((cuda::forward<Head, float>(batch_first<const float>(du.ptr, B, T, 3, H),
+                                              param_view<const float>(dp.ptr, 16, H), {}, st, {})),
+                  InvalidArgument);
+#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
+  // fp64 is not built: a clear error, not a link failure or a wrong kernel.
+  DeviceBuffer<double> du64(B * T * 4 * H), dp64(16 * H), dst64(B * T * 4 * H);
+  Tensor tu{du64.ptr, DType::float64, Device::cuda, 0, {T, B, 4, H}, {4 * H, T * 4 * H, H, 1}};
+  Tensor tp{dp64.ptr, DType::float64, Device::cuda, 0, {1, 1, 16, H}, {0, 0, H, 1}};
+  Tensor ts{dst64.ptr, DType::float64, Device::cuda, 0, {T, B, 4, H}, {4 * H, T * 4 * H, H, 1}};
+  try {
+    cuda::dispatch_forward(CellKind::head_tanh4, tu, tp, {}, ts, {});
+    FAIL("expected InvalidArgument");
+  } catch (const InvalidArgument& e) {
+    CHECK(std::string(e.what()).find("HeadTanh<4>") != std::string::npos);
+    CHECK(std::string(e.what()).find("float64") != std::string::npos);
+  }
+#endif
 }

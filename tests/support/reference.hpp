@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "flashrnn/cells/head_tanh.hpp"
 #include "flashrnn/flashrnn.hpp"
 #include "test_config.hpp"
 
@@ -81,8 +82,22 @@ enum class Inputs {
   chaotic,    ///< DiagTanh-style |A_t| near / above 1: small inputs, given weight
 };
 
+/// How many state entries one recurrent weight row mixes: 1 for the diagonal
+/// cells, K for a dense head. Random weights are divided by sqrt(fan_in) (the
+/// scale of a layer's initialiser, e.g. nn.RNN's U(-1/sqrt(H), 1/sqrt(H))), so
+/// "random" stays trained-like; chaotic weights by fan_in, so the all-`weight`
+/// matrix has spectral radius `weight` as DiagTanh's a does.
+template <class Cell>
+struct recurrent_fan_in {
+  static constexpr int value = 1;
+};
+template <int K>
+struct recurrent_fan_in<flashrnn::cells::HeadTanh<K>> {
+  static constexpr int value = K;
+};
+
 /// Random problem for `Cell`. For Inputs::chaotic, `weight` is every recurrent
-/// weight (DiagTanh: a); inputs are ~ U(-0.1, 0.1).
+/// weight (DiagTanh: a; divided by K for HeadTanh<K>); inputs are ~ U(-0.1, 0.1).
 template <class Cell>
 Problem make_problem(index_t T, index_t B, index_t H, std::uint64_t seed,
                      Inputs kind = Inputs::random, double weight = 1.0) {
@@ -105,12 +120,14 @@ Problem make_problem(index_t T, index_t B, index_t H, std::uint64_t seed,
       }
     }
   }
+  const double fan_in = recurrent_fan_in<Cell>::value;
   for (double& x : pr.p) {
     switch (kind) {
       case Inputs::random: x = rng.uniform(-1, 1); break;
       case Inputs::chaotic: x = weight; break;
       case Inputs::saturating: x = rng.uniform(-5, 5); break;
     }
+    if (fan_in > 1) x /= kind == Inputs::chaotic ? fan_in : std::sqrt(fan_in);
   }
   for (double& x : pr.s0) x = rng.uniform(-1, 1);
   return pr;

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "flashrnn/cells/diag_tanh.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
 #include "flashrnn/core/error.hpp"
@@ -65,16 +66,44 @@ struct DeviceGuard {
   }
 };
 
+template <class S>
+struct Tag {
+  using type = S;
+};
+
+/// Whether backends/cuda/CMakeLists.txt instantiated (Cell, S): see _skip there.
+template <class Cell, class S>
+constexpr bool built() {
+  return true;
+}
+#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
+template <>
+constexpr bool built<cells::HeadTanh4, double>() {
+  return false;
+}
+#endif
+
 /// Calls f.template operator()<Cell, S>() for the runtime cell and dtype.
 template <class F>
 decltype(auto) switch_types(const char* where, CellKind cell, DType dtype, F&& f) {
-  auto by_dtype = [&](auto cell_tag) -> decltype(auto) {
+  using Result = decltype(f.template operator()<cells::ParaGRU, float>());
+  auto by_dtype = [&](auto cell_tag) -> Result {
     using Cell = decltype(cell_tag);
+    auto call = [&](auto storage_tag) -> Result {
+      using S = typename decltype(storage_tag)::type;
+      if constexpr (built<Cell, S>()) {
+        return f.template operator()<Cell, S>();
+      } else {
+        throw InvalidArgument(flashrnn::detail::concat(
+            where, ": argument 'u': ", Cell::name, " is not built for dtype ", dtype_name(dtype),
+            " on CUDA (its kernels exceed the static shared memory; see backends/cuda/CMakeLists.txt)"));
+      }
+    };
     switch (dtype) {
-      case DType::float32: return f.template operator()<Cell, float>();
-      case DType::float64: return f.template operator()<Cell, double>();
-      case DType::bfloat16: return f.template operator()<Cell, __nv_bfloat16>();
-      case DType::float16: return f.template operator()<Cell, __half>();
+      case DType::float32: return call(Tag<float>{});
+      case DType::float64: return call(Tag<double>{});
+      case DType::bfloat16: return call(Tag<__nv_bfloat16>{});
+      case DType::float16: return call(Tag<__half>{});
     }
     flashrnn::detail::fail_argument(where, "dtype", "float32, float64, bfloat16 or float16", static_cast<int>(dtype));
   };
@@ -82,8 +111,10 @@ decltype(auto) switch_types(const char* where, CellKind cell, DType dtype, F&& f
     case CellKind::para_gru: return by_dtype(cells::ParaGRU{});
     case CellKind::para_lstm: return by_dtype(cells::ParaLSTM{});
     case CellKind::diag_tanh: return by_dtype(cells::DiagTanh{});
+    case CellKind::head_tanh4: return by_dtype(cells::HeadTanh4{});
   }
-  flashrnn::detail::fail_argument(where, "cell", "para_gru, para_lstm or diag_tanh", static_cast<int>(cell));
+  flashrnn::detail::fail_argument(where, "cell", "para_gru, para_lstm, diag_tanh or head_tanh4",
+                                  static_cast<int>(cell));
 }
 
 struct ForwardCall {

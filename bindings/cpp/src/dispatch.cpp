@@ -39,6 +39,8 @@ CellDims cell_dims(CellKind cell) {
       return {cells::ParaLSTM::state_dim, cells::ParaLSTM::input_dim, cells::ParaLSTM::param_dim};
     case CellKind::diag_tanh:
       return {cells::DiagTanh::state_dim, cells::DiagTanh::input_dim, cells::DiagTanh::param_dim};
+    case CellKind::head_tanh4:
+      return {cells::HeadTanh4::state_dim, cells::HeadTanh4::input_dim, cells::HeadTanh4::param_dim};
   }
   throw InvalidArgument(detail::concat("flashrnn::cell_dims: unknown cell kind ", static_cast<int>(cell)));
 }
@@ -48,6 +50,7 @@ const char* to_string(CellKind cell) {
     case CellKind::para_gru: return "para_gru";
     case CellKind::para_lstm: return "para_lstm";
     case CellKind::diag_tanh: return "diag_tanh";
+    case CellKind::head_tanh4: return "head_tanh4";
   }
   return "?";
 }
@@ -130,6 +133,7 @@ decltype(auto) with_cell_and_float(const char* where, CellKind cell, DType dtype
       case CellKind::para_gru: return f(cells::ParaGRU{}, R{});
       case CellKind::para_lstm: return f(cells::ParaLSTM{}, R{});
       case CellKind::diag_tanh: return f(cells::DiagTanh{}, R{});
+      case CellKind::head_tanh4: return f(cells::HeadTanh4{}, R{});
     }
     throw InvalidArgument(detail::concat(where, ": argument 'cell': unknown cell kind ",
                                          static_cast<int>(cell)));

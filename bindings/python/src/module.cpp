@@ -137,8 +137,9 @@ flashrnn::CellKind cell_of(const std::string& s) {
   if (s == "para_gru" || s == "gru") return flashrnn::CellKind::para_gru;
   if (s == "para_lstm" || s == "lstm") return flashrnn::CellKind::para_lstm;
   if (s == "diag_tanh" || s == "tanh") return flashrnn::CellKind::diag_tanh;
+  if (s == "head_tanh4") return flashrnn::CellKind::head_tanh4;
   throw py::value_error("flashrnn: unknown cell '" + s +
-                        "'; expected one of 'para_gru', 'para_lstm', 'diag_tanh'");
+                        "'; expected one of 'para_gru', 'para_lstm', 'diag_tanh', 'head_tanh4'");
 }
 
 flashrnn::Mode mode_of(const std::string& s) {

@@ -11,7 +11,8 @@
 
 namespace flashrnn {
 
-enum class CellKind { para_gru, para_lstm, diag_tanh };
+/// The built-in cells: ParaGRU, ParaLSTM, DiagTanh, HeadTanh4 (= HeadTanh<4>).
+enum class CellKind { para_gru, para_lstm, diag_tanh, head_tanh4 };
 enum class DType { float32, float64, bfloat16, float16 };
 enum class Device { cpu, cuda };
 

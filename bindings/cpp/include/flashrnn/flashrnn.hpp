@@ -14,6 +14,7 @@
 // Precisions: float and double (storage = compute precision).
 #pragma once
 #include "flashrnn/cells/diag_tanh.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
 #include "flashrnn/core/error.hpp"
