@@ -38,15 +38,16 @@ for stage in "${stages[@]}"; do
       bench="$(find "$build" -name bench_cuda -o -name flashrnn_bench_cuda | head -1)"
       timeout 120 "$bench" --quick 2>&1 | tee "$out/bench_quick.log" ;;
     pip)
-      # `pip install .` without PyPI: only where scikit-build-core is already installed.
+      # `pip install .` without PyPI: only where scikit-build-core is already installed
+      # (into a --target folder: a fresh venv would not see this interpreter's packages).
       if ! python3 -c "import scikit_build_core" 2>/dev/null; then
         echo "pip: scikit-build-core is not installed here; pip install . not tried"; continue
       fi
-      python3 -m venv --system-site-packages /tmp/flashrnn-venv &&
-        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /tmp/flashrnn-venv/bin/pip install --no-build-isolation --no-deps \
-          --no-index -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 "$root" > "$out/pip.log" 2>&1
+      rm -rf /tmp/flashrnn-pip
+      CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" python3 -m pip install --no-build-isolation --no-deps --no-index \
+        --target /tmp/flashrnn-pip -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 "$root" > "$out/pip.log" 2>&1
       echo "pip install: exit $?"; tail -3 "$out/pip.log"
-      (cd /tmp && /tmp/flashrnn-venv/bin/python -c "import flashrnn, torch; m = flashrnn.ParaGRU(8, 16).cuda(); y, _ = m(torch.randn(2, 50, 8, device='cuda')); print('installed', flashrnn.__file__, tuple(y.shape))") || status=1 ;;
+      (cd /tmp && PYTHONPATH=/tmp/flashrnn-pip python3 -c "import flashrnn, torch; m = flashrnn.ParaGRU(8, 16).cuda(); y, _ = m(torch.randn(2, 50, 8, device='cuda')); print('installed', flashrnn.__file__, tuple(y.shape))") || status=1 ;;
     train)
       # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as .data/): the same
       # residual blocks, width 512, each at its best LR of the CPU sweep (examples/train/README.md).

@@ -286,7 +286,14 @@ __global__ void __launch_bounds__(256, 2) newton_forward_kernel(FwdArgs<S, R> a)
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   constexpr int PP = P > 0 ? P : 1;
   using Map = Affine<R, K>;
-  __shared__ Map sh_map[256];
+  // The chunk maps of a Newton update (sh_map) and the chunk end states of a
+  // verifying pass (sh_F) are never live at once: one buffer holds either, so
+  // dense K (HeadTanh<4> in fp64) stays within 48 KB of static shared memory.
+  constexpr int kMapBytes = 256 * static_cast<int>(sizeof(Map));
+  constexpr int kEndBytes = 256 * K * static_cast<int>(sizeof(R));
+  __shared__ __align__(16) unsigned char sh_maps_or_ends[kMapBytes > kEndBytes ? kMapBytes : kEndBytes];
+  Map* const sh_map = reinterpret_cast<Map*>(sh_maps_or_ends);
+  R* const sh_F = reinterpret_cast<R*>(sh_maps_or_ends);  // end state of every chunk after a pass
   __shared__ R sh_red[8];
   __shared__ int sh_ticket;
 
@@ -345,7 +352,6 @@ __global__ void __launch_bounds__(256, 2) newton_forward_kernel(FwdArgs<S, R> a)
     for (int k = 0; k < K; ++k) xin[k] = R(0);
   }
 
-  __shared__ R sh_F[256 * K];  // end state of every chunk after a pass
   __shared__ R sh_x0[32 * K];  // incoming state of chunk 0, per lane of the tile
   const LanePtr<S> st(a.states, b, j);
   const index_t seg_last = seg_begin + seg_steps - 1;
@@ -438,6 +444,7 @@ __global__ void __launch_bounds__(256, 2) newton_forward_kernel(FwdArgs<S, R> a)
       resid = r;
     }
     ++iters;
+    __syncthreads();  // reads of sh_map done before a verifying pass writes sh_F over it
   };
 
   // Phase A: one update from the guesses (for seg > 0 in parallel with the
