@@ -233,10 +233,30 @@ SolveReport forward(View<const S> u, View<const S> p, View<const S> s0, View<S> 
   return rep;
 }
 
+namespace detail {
+/// Which adjoint kernel backward() runs: the tuned choice, or one forced (for
+/// the benchmark that measures tuning::backward_sequential, perf/cuda).
+enum class AdjointKernel { tuned, sequential, parallel };
+
+template <class Cell, class S>
+void backward_with(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
+                   View<const S> grad_states, View<const S> grad_final, View<S> grad_u,
+                   View<S> grad_p, View<S> grad_s0, AdjointKernel kernel, cudaStream_t stream);
+}  // namespace detail
+
 template <class Cell, class S>
 void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
               View<const S> grad_states, View<const S> grad_final, View<S> grad_u, View<S> grad_p,
               View<S> grad_s0, cudaStream_t stream) {
+  detail::backward_with<Cell, S>(u, p, s0, states, grad_states, grad_final, grad_u, grad_p, grad_s0,
+                                 detail::AdjointKernel::tuned, stream);
+}
+
+template <class Cell, class S>
+void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
+                           View<const S> states, View<const S> grad_states,
+                           View<const S> grad_final, View<S> grad_u, View<S> grad_p,
+                           View<S> grad_s0, AdjointKernel kernel, cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::cuda::backward";
@@ -256,7 +276,8 @@ void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> 
 
   detail::BwdArgs<S, R> a{u, p, s0, states, grad_states, grad_final, grad_u, grad_s0,
                           T, H, lanes, 1, 1, 1, 1, 1, nullptr, nullptr, nullptr, nullptr};
-  const bool seq = tuning::backward_sequential(lanes, T);
+  const bool seq = kernel == detail::AdjointKernel::tuned ? tuning::backward_sequential(lanes, T)
+                                                          : kernel == detail::AdjointKernel::sequential;
   detail::BlockShape sh{1, 1, 1, T, 1};
   if (!seq) sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);
   a.LT = sh.LT;

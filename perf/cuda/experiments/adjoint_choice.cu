@@ -1,0 +1,108 @@
+// Experiment behind tuning::backward_sequential (perf/README.md, "Adjoint kernel
+// choice"): the one-thread-per-lane reverse sweep against the parallel adjoint
+// (chunked reverse scan), forced through detail::backward_with, B = 8. Not
+// built by CMake:
+//   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress=554 \
+//     -I core/include -I cells/include -I backends/cuda/include -I backends/cuda/src \
+//     -I bindings/cpp/include perf/cuda/experiments/adjoint_choice.cu -o adjoint_choice
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "flashrnn/cells/para_gru.hpp"
+#include "flashrnn/cells/para_lstm.hpp"
+#include "launch.cuh"
+
+namespace xb {
+using namespace flashrnn;
+#define CK(x)                                                     \
+  do {                                                            \
+    cudaError_t e_ = (x);                                         \
+    if (e_ != cudaSuccess) {                                      \
+      std::printf("%s: %s\n", #x, cudaGetErrorString(e_));        \
+      std::exit(1);                                               \
+    }                                                             \
+  } while (0)
+
+template <class S>
+__global__ void fill_kernel(S* x, size_t n, float scale, unsigned seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    unsigned h = unsigned(i) * 2654435761u ^ seed;
+    h ^= h >> 13;
+    h *= 0x5bd1e995u;
+    h ^= h >> 15;
+    x[i] = S(scale * (float(h & 0xffffff) / 8388608.0f - 1.0f));
+  }
+}
+
+template <class F>
+float median_ms(F f) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  for (int i = 0; i < 2; ++i) f();
+  std::vector<float> ts;
+  for (int i = 0; i < 7; ++i) {
+    cudaEventRecord(a);
+    f();
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    ts.push_back(ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ts.begin(), ts.end());
+  return ts[3];
+}
+
+template <class Cell, class S>
+void shape(const char* dtype, int H, long T) {
+  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
+  const int B = 8;
+  const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
+  S *u, *p, *st, *gs, *gu, *gp;
+  CK(cudaMalloc(&u, nu * sizeof(S)));
+  CK(cudaMalloc(&gu, nu * sizeof(S)));
+  CK(cudaMalloc(&st, ns * sizeof(S)));
+  CK(cudaMalloc(&gs, ns * sizeof(S)));
+  CK(cudaMalloc(&p, size_t(P) * H * sizeof(S)));
+  CK(cudaMalloc(&gp, size_t(P) * H * sizeof(S)));
+  fill_kernel<<<1024, 256>>>(u, nu, 1.5f, 1);
+  fill_kernel<<<1024, 256>>>(gs, ns, 1.0f, 2);
+  fill_kernel<<<64, 256>>>(p, size_t(P) * H, 0.9f, 3);
+  SolverOptions o;
+  o.mode = Mode::sequential;
+  o.check_finite = false;
+  cuda::forward_async<Cell, S>(batch_first<const S>(u, B, T, G, H), param_view<const S>(p, P, H), {},
+                               batch_first(st, B, T, K, H), {}, o, nullptr, nullptr);
+  CK(cudaDeviceSynchronize());
+  auto run = [&](cuda::detail::AdjointKernel k) {
+    return median_ms([&] {
+      cuda::detail::backward_with<Cell, S>(
+          batch_first<const S>(u, B, T, G, H), param_view<const S>(p, P, H), {},
+          batch_first<const S>(st, B, T, K, H), batch_first<const S>(gs, B, T, K, H), {},
+          batch_first(gu, B, T, G, H), param_view(gp, P, H), {}, k, nullptr);
+    });
+  };
+  const float seq = run(cuda::detail::AdjointKernel::sequential);
+  const float par = run(cuda::detail::AdjointKernel::parallel);
+  const bool tuned_seq = cuda::tuning::backward_sequential(index_t(B) * H, T);
+  std::printf("%-8s %s lanes=%-6d T=%-6ld sequential %8.3f ms  parallel %8.3f ms  seq/par %5.2f  tuned=%s\n",
+              Cell::name, dtype, B * H, T, seq, par, seq / par, tuned_seq ? "sequential" : "parallel");
+  for (S* x : {u, p, st, gs, gu, gp}) cudaFree(x);
+  CK(cudaDeviceSynchronize());
+}
+
+void run() {
+  for (int H : {32, 128, 512, 1024, 2048, 4096, 8192})
+    for (long T : {256L, 2048L, 8192L}) {
+      shape<cells::ParaGRU, float>("fp32", H, T);
+      shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T);
+      shape<cells::ParaLSTM, float>("fp32", H, T);
+    }
+}
+}  // namespace xb
+
+int main() { xb::run(); }
