@@ -1,7 +1,6 @@
 // The CUDA backend against the CPU reference: forward (every mode, fp64, fp32,
 // bf16, fp16, lengths 1 .. 2^20), backward, step, dispatch and bad inputs.
-// HeadTanh4 (dense 4 x 4 heads) has its own cases, tagged [HeadTanh]; its fp64
-// cases run only where the backend builds it (FLASHRNN_CUDA_SKIP_HeadTanh4_f64).
+// HeadTanh4 (dense 4 x 4 heads) has its own cases, tagged [HeadTanh].
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -398,9 +397,6 @@ TEST_CASE("cuda dispatch runs every cell and dtype", "[cuda][dispatch]") {
                        : cell == CellKind::diag_tanh ? CellDims{1, 1, 1}
                                                      : CellDims{4, 4, 16};
     for (DType dt : {DType::float32, DType::float64, DType::bfloat16, DType::float16}) {
-#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
-      if (cell == CellKind::head_tanh4 && dt == DType::float64) continue;  // "not built": [HeadTanh][dispatch]
-#endif
       const size_t es = dt == DType::float64 ? 8 : dt == DType::float32 ? 4 : 2;
       void *u, *p, *s, *gs, *gu, *gp;
       REQUIRE(cudaMalloc(&u, B * T * d.input_dim * H * es) == cudaSuccess);
@@ -543,12 +539,8 @@ TEST_CASE("cuda HeadTanh4 forward bf16 / fp16 within the error of plain stepping
 }
 
 TEST_CASE("cuda HeadTanh4 forward fp64 equals the CPU sequential reference", "[cuda][forward][HeadTanh]") {
-#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
-  WARN("HeadTanh4 fp64 is not built (backends/cuda/CMakeLists.txt _skip): nothing to run");
-#else
   for (index_t T : {1, 2, 3, 17, 1000}) check_fp64_all_modes<Head>(2, T, 37);
   check_fp64_all_modes<Head>(1, 100000, 3);
-#endif
 }
 
 TEST_CASE("cuda HeadTanh4 backward equals the CPU backward", "[cuda][backward][HeadTanh]") {
@@ -556,10 +548,8 @@ TEST_CASE("cuda HeadTanh4 backward equals the CPU backward", "[cuda][backward][H
   for (index_t T : {1, 17, 1000, 20000}) check_backward_fp32_head(2, T, 37);
   check_backward_fp32_head(1, 100000, 2);
   check_backward_fp32_head(64, 70, 1024);
-#ifndef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
   for (index_t T : {1, 2, 17, 1000}) check_backward<Head>(2, T, 37);
   check_backward<Head>(64, 70, 1024);
-#endif
 }
 
 TEST_CASE("cuda HeadTanh4 step equals the CPU step, also in place", "[cuda][step][HeadTanh]") {
@@ -602,18 +592,4 @@ TEST_CASE("cuda HeadTanh4 dispatch and shape errors", "[cuda][dispatch][HeadTanh
   CHECK_THROWS_AS((cuda::forward<Head, float>(batch_first<const float>(du.ptr, B, T, 3, H),
                                               param_view<const float>(dp.ptr, 16, H), {}, st, {})),
                   InvalidArgument);
-#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
-  // fp64 is not built: a clear error, not a link failure or a wrong kernel.
-  DeviceBuffer<double> du64(B * T * 4 * H), dp64(16 * H), dst64(B * T * 4 * H);
-  Tensor tu{du64.ptr, DType::float64, Device::cuda, 0, {T, B, 4, H}, {4 * H, T * 4 * H, H, 1}};
-  Tensor tp{dp64.ptr, DType::float64, Device::cuda, 0, {1, 1, 16, H}, {0, 0, H, 1}};
-  Tensor ts{dst64.ptr, DType::float64, Device::cuda, 0, {T, B, 4, H}, {4 * H, T * 4 * H, H, 1}};
-  try {
-    cuda::dispatch_forward(CellKind::head_tanh4, tu, tp, {}, ts, {});
-    FAIL("expected InvalidArgument");
-  } catch (const InvalidArgument& e) {
-    CHECK(std::string(e.what()).find("HeadTanh<4>") != std::string::npos);
-    CHECK(std::string(e.what()).find("float64") != std::string::npos);
-  }
-#endif
 }

@@ -66,44 +66,16 @@ struct DeviceGuard {
   }
 };
 
-template <class S>
-struct Tag {
-  using type = S;
-};
-
-/// Whether backends/cuda/CMakeLists.txt instantiated (Cell, S): see _skip there.
-template <class Cell, class S>
-constexpr bool built() {
-  return true;
-}
-#ifdef FLASHRNN_CUDA_SKIP_HeadTanh4_f64
-template <>
-constexpr bool built<cells::HeadTanh4, double>() {
-  return false;
-}
-#endif
-
 /// Calls f.template operator()<Cell, S>() for the runtime cell and dtype.
 template <class F>
 decltype(auto) switch_types(const char* where, CellKind cell, DType dtype, F&& f) {
-  using Result = decltype(f.template operator()<cells::ParaGRU, float>());
-  auto by_dtype = [&](auto cell_tag) -> Result {
+  auto by_dtype = [&](auto cell_tag) -> decltype(auto) {
     using Cell = decltype(cell_tag);
-    auto call = [&](auto storage_tag) -> Result {
-      using S = typename decltype(storage_tag)::type;
-      if constexpr (built<Cell, S>()) {
-        return f.template operator()<Cell, S>();
-      } else {
-        throw InvalidArgument(flashrnn::detail::concat(
-            where, ": argument 'u': ", Cell::name, " is not built for dtype ", dtype_name(dtype),
-            " on CUDA (its kernels exceed the static shared memory; see backends/cuda/CMakeLists.txt)"));
-      }
-    };
     switch (dtype) {
-      case DType::float32: return call(Tag<float>{});
-      case DType::float64: return call(Tag<double>{});
-      case DType::bfloat16: return call(Tag<__nv_bfloat16>{});
-      case DType::float16: return call(Tag<__half>{});
+      case DType::float32: return f.template operator()<Cell, float>();
+      case DType::float64: return f.template operator()<Cell, double>();
+      case DType::bfloat16: return f.template operator()<Cell, __nv_bfloat16>();
+      case DType::float16: return f.template operator()<Cell, __half>();
     }
     flashrnn::detail::fail_argument(where, "dtype", "float32, float64, bfloat16 or float16", static_cast<int>(dtype));
   };
