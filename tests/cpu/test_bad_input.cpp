@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "expect_invalid.hpp"
 #include "reference.hpp"
 
 using namespace flashrnn_test;
@@ -18,24 +19,6 @@ using flashrnn::OnNonConvergence;
 
 namespace {
 
-/// Runs `call`, which must throw InvalidArgument whose message contains every
-/// one of `needles`.
-void expect_invalid(const std::function<void()>& call, std::vector<std::string> needles) {
-  std::string msg;
-  bool threw = false;
-  try {
-    call();
-  } catch (const InvalidArgument& e) {
-    threw = true;
-    msg = e.what();
-  }
-  INFO("message: " << msg);
-  REQUIRE(threw);
-  for (const std::string& n : needles) {
-    INFO("expected in message: " << n);
-    CHECK(msg.find(n) != std::string::npos);
-  }
-}
 
 std::string arg(const std::string& name) { return "argument '" + name + "'"; }
 

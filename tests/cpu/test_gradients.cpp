@@ -18,29 +18,6 @@ namespace cells = flashrnn::cells;
 
 namespace {
 
-/// Central differences of L with respect to canonical array `x` of the problem
-/// (u, p or s0), at the indices `which` (all when empty).
-template <class Cell>
-std::vector<double> finite_differences(Problem pr, std::vector<double> Problem::*field,
-                                       const LossWeights& w, bool use_s0,
-                                       const std::vector<size_t>& which) {
-  std::vector<double>& x = pr.*field;
-  std::vector<double> g(x.size(), 0.0);
-  std::vector<size_t> idx = which;
-  if (idx.empty())
-    for (size_t i = 0; i < x.size(); ++i) idx.push_back(i);
-  for (size_t i : idx) {
-    const double x0 = x[i], h = 1e-5 * std::max(1.0, std::fabs(x0));
-    x[i] = x0 + h;
-    const double Lp = loss_value(pr, w, reference_states<Cell, double>(pr, use_s0));
-    x[i] = x0 - h;
-    const double Lm = loss_value(pr, w, reference_states<Cell, double>(pr, use_s0));
-    x[i] = x0;
-    g[i] = (Lp - Lm) / (2 * h);
-  }
-  return g;
-}
-
 /// Elementwise |a - b| <= tol * max(1, max |b|) over the indices (all when empty).
 void require_close(const char* what, const std::vector<double>& got,
                    const std::vector<double>& want, double rel, const std::vector<size_t>& which = {}) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "expect_invalid.hpp"
 #include "flashrnn/cells/head_tanh.hpp"
 #include "reference.hpp"
 
@@ -128,19 +129,7 @@ void gradients_fd(index_t T, index_t B, index_t H, std::uint64_t seed) {
   const Grads adj = run_backward<Cell, double>(pr, w, states, BackwardCall{});
   const Grads exact = dual_gradients<Cell, double>(pr, w, true);
   auto fd = [&](std::vector<double> Problem::*field) {
-    Problem q = pr;
-    std::vector<double>& x = q.*field;
-    std::vector<double> g(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      const double x0 = x[i], h = 1e-5 * std::max(1.0, std::fabs(x0));
-      x[i] = x0 + h;
-      const double Lp = loss_value(q, w, reference_states<Cell, double>(q, true));
-      x[i] = x0 - h;
-      const double Lm = loss_value(q, w, reference_states<Cell, double>(q, true));
-      x[i] = x0;
-      g[i] = (Lp - Lm) / (2 * h);
-    }
-    return g;
+    return finite_differences<Cell>(pr, field, w, true, {});
   };
   auto close = [](const char* what, const std::vector<double>& got, const std::vector<double>& want,
                   double rel) {
@@ -159,20 +148,6 @@ void gradients_fd(index_t T, index_t B, index_t H, std::uint64_t seed) {
   close("grad_s0 vs dual", adj.s0, exact.s0, 1e-12);
 }
 
-void expect_invalid(const std::function<void()>& call, std::vector<std::string> needles) {
-  std::string msg;
-  try {
-    call();
-  } catch (const flashrnn::InvalidArgument& e) {
-    msg = e.what();
-  }
-  INFO("message: " << msg);
-  REQUIRE_FALSE(msg.empty());
-  for (const std::string& n : needles) {
-    INFO("expected in message: " << n);
-    CHECK(msg.find(n) != std::string::npos);
-  }
-}
 
 }  // namespace
 

@@ -408,6 +408,29 @@ inline double loss_value(const Problem& pr, const LossWeights& w,
   return L;
 }
 
+/// Central differences of L with respect to canonical array `x` of the problem
+/// (u, p or s0), at the indices `which` (all when empty).
+template <class Cell>
+std::vector<double> finite_differences(Problem pr, std::vector<double> Problem::*field,
+                                       const LossWeights& w, bool use_s0,
+                                       const std::vector<size_t>& which) {
+  std::vector<double>& x = pr.*field;
+  std::vector<double> g(x.size(), 0.0);
+  std::vector<size_t> idx = which;
+  if (idx.empty())
+    for (size_t i = 0; i < x.size(); ++i) idx.push_back(i);
+  for (size_t i : idx) {
+    const double x0 = x[i], h = 1e-5 * std::max(1.0, std::fabs(x0));
+    x[i] = x0 + h;
+    const double Lp = loss_value(pr, w, reference_states<Cell, double>(pr, use_s0));
+    x[i] = x0 - h;
+    const double Lm = loss_value(pr, w, reference_states<Cell, double>(pr, use_s0));
+    x[i] = x0;
+    g[i] = (Lp - Lm) / (2 * h);
+  }
+  return g;
+}
+
 /// Gradients in canonical layout: u [t][b][g][h], p [q][h], s0 [b][k][h].
 struct Grads {
   std::vector<double> u, p, s0;
