@@ -51,20 +51,22 @@ for stage in "${stages[@]}"; do
     train)
       # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as .data/): the same
       # residual blocks, width 512, each at its best LR of the H200 sweep (perf/README.md: 5e-3 for both).
-      # FLASHRNN_TRAIN_RUNS replaces the runs: "rnn lr block" triples separated by ';'.
+      # FLASHRNN_TRAIN_RUNS replaces the runs: "rnn lr block [train.py args...]" separated by ';'.
       # --time-limit makes a slow run stop and still write its metrics before the timeout.
       data="${FLASHRNN_DATA:-$root/.data/tinyshakespeare.txt}"
       runs="${FLASHRNN_TRAIN_RUNS:-paragru 5e-3 residual;torch-gru 5e-3 residual}"
       dirs=()
       IFS=';' read -ra run_list <<< "$runs"
       for run in "${run_list[@]}"; do
-        read -r rnn lr block <<< "$run"
-        name="lm-$rnn-$block"; dirs+=("$out/$name")
-        extra=(); [ "$block" = residual ] && extra=(--out-gate)
+        read -r rnn lr block more <<< "$run"
+        read -ra more <<< "${more:-}"
+        tag="$(printf '%s' "${more[*]:-}" | tr -c 'A-Za-z0-9' '_')"
+        name="lm-$rnn-$block-$lr${tag:+-$tag}"; dirs+=("$out/$name")
+        extra=("${more[@]}"); [ "$block" = residual ] && extra+=(--out-gate)
         PYTHONPATH="$build/python" PYTHONUNBUFFERED=1 timeout 110 python3 "$root/examples/train/train.py" \
           --data "$data" --steps 200 --block "$block" "${extra[@]}" --hidden 512 --rnn "$rnn" --lr "$lr" \
           --val-every 25 --time-limit 1.5 --no-progress --out "$out/$name" > "$out/train_$name.log" 2>&1
-        echo "train $rnn ($block, lr $lr): exit $?"; tail -3 "$out/train_$name.log"
+        echo "train $rnn ($block, lr $lr ${more[*]:-}): exit $?"; tail -3 "$out/train_$name.log"
       done
       python3 "$root/examples/train/compare.py" "${dirs[@]}" -o "$out/lm_compare.png" || true ;;
     bench_train)

@@ -66,13 +66,40 @@ def rnn_step(rnn: nn.Module, x: torch.Tensor, state):
     return h[:, 0], state
 
 
+class CausalConv(nn.Module):
+    """Depthwise causal convolution over time (kernel k, one filter per
+    channel), as in the Mamba and Griffin blocks: it hands the recurrence the
+    last k inputs directly, which a diagonal recurrence otherwise has to keep
+    in decaying per-channel sums. State for step(): the last k-1 inputs."""
+
+    def __init__(self, channels: int, k: int, act: str = "none"):
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv1d(channels, channels, k, groups=channels, padding=0)
+        self.act = F.silu if act == "silu" else (lambda y: y)
+
+    def forward(self, x, buf=None):
+        # x (B, T, C); buf (B, k-1, C) holds the inputs before x (zeros at the start).
+        if buf is None:
+            buf = x.new_zeros(x.shape[0], self.k - 1, x.shape[2])
+        full = torch.cat([buf, x], dim=1)
+        y = self.act(self.conv(full.transpose(1, 2)).transpose(1, 2))
+        return y, full[:, full.shape[1] - (self.k - 1):]
+
+    def step(self, x, buf=None):
+        y, buf = self.forward(x[:, None], buf)
+        return y[:, 0], buf
+
+
 class ResidualBlock(nn.Module):
     """Pre-norm RNN mixer + pre-norm MLP, each with a residual connection."""
 
     def __init__(self, kind: str, d_model: int, hidden: int, heads: int, dropout: float, mode: str,
-                 mlp_ratio: float, out_gate: bool = False):
+                 mlp_ratio: float, out_gate: bool = False, conv: int = 0, conv_act: str = "none"):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
+        # Optional short causal conv before the recurrence (same for every kind).
+        self.conv = CausalConv(d_model, conv, conv_act) if conv > 1 else None
         self.rnn = make_rnn(kind, d_model, hidden, 1, heads, 0.0, mode)
         # Optional output gate y * silu(W_g x) (Mamba, the ParaRNN paper's blocks).
         self.gate = nn.Linear(d_model, hidden) if out_gate else None
@@ -89,22 +116,39 @@ class ResidualBlock(nn.Module):
     def _mix(self, x, y):
         return y if self.gate is None else y * F.silu(self.gate(x))
 
+    # With a conv the block's state is (rnn state, conv buffer).
+    def _split(self, state):
+        if self.conv is None:
+            return state, None
+        return state if state is not None else (None, None)
+
+    def _join(self, rnn_state, buf):
+        return rnn_state if self.conv is None else (rnn_state, buf)
+
     def forward(self, x, state=None):
         xn = self.norm1(x)
-        y, state = self.rnn(xn, state)
-        return self._mlp(x + self.drop(self.out(self._mix(xn, y)))), state
+        rnn_state, buf = self._split(state)
+        u = xn
+        if self.conv is not None:
+            u, buf = self.conv(xn, buf)
+        y, rnn_state = self.rnn(u, rnn_state)
+        return self._mlp(x + self.drop(self.out(self._mix(xn, y)))), self._join(rnn_state, buf)
 
     def step(self, x, state=None):
         xn = self.norm1(x)
-        h, state = rnn_step(self.rnn, xn, state)
-        return self._mlp(x + self.out(self._mix(xn, h))), state
+        rnn_state, buf = self._split(state)
+        u = xn
+        if self.conv is not None:
+            u, buf = self.conv.step(xn, buf)
+        h, rnn_state = rnn_step(self.rnn, u, rnn_state)
+        return self._mlp(x + self.out(self._mix(xn, h))), self._join(rnn_state, buf)
 
 
 class SequenceModel(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, rnn: str = "paragru", d_model: int = 64,
                  hidden: int = 128, layers: int = 2, heads: int = 1, dropout: float = 0.0,
                  mode: str = "auto", block: str = "stack", mlp_ratio: float = 4.0,
-                 gate_bias: tuple[float, float] | None = None, out_gate: bool = False):
+                 gate_bias: tuple[float, float] | None = None, out_gate: bool = False, conv: int = 0, conv_act: str = "none"):
         super().__init__()
         if rnn not in RNNS:
             raise ValueError(f"--rnn must be one of {RNNS}, got {rnn!r}")
@@ -117,7 +161,7 @@ class SequenceModel(nn.Module):
             width = hidden
         else:
             self.blocks = nn.ModuleList(ResidualBlock(rnn, d_model, hidden, heads, dropout, mode, mlp_ratio,
-                                                      out_gate)
+                                                      out_gate, conv, conv_act)
                                         for _ in range(layers))
             width = d_model
         self.norm = nn.LayerNorm(width)

@@ -47,6 +47,9 @@ def parse_args(argv=None):
                          "e.g. --gate-bias=-4,-1 (same for ParaGRU and nn.GRU; default: the layers' own init)")
     ap.add_argument("--out-gate", action="store_true",
                     help="residual blocks: gate the RNN output with silu(W x) before the output projection")
+    ap.add_argument("--conv", type=int, default=0, metavar="K",
+                    help="residual blocks: causal depthwise conv of width K before the recurrence (0 = none)")
+    ap.add_argument("--conv-act", choices=("none", "silu"), default="none", help="activation after --conv")
     ap.add_argument("--mlp-ratio", type=float, default=4.0, help="residual blocks: MLP width / d_model")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps")
@@ -204,7 +207,7 @@ def main(argv=None):
     gate_bias = tuple(float(v) for v in args.gate_bias.split(",")) if args.gate_bias else None
     model = SequenceModel(task.vocab_size, task.num_classes, args.rnn, args.d_model, args.hidden,
                           args.layers, args.heads, args.dropout, args.mode, args.block,
-                          args.mlp_ratio, gate_bias, args.out_gate).to(device)
+                          args.mlp_ratio, gate_bias, args.out_gate, args.conv, args.conv_act).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01 if lm else 0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
