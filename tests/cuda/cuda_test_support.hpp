@@ -34,6 +34,24 @@ struct DeviceBuffer {
   }
 };
 
+/// Host conversions to and from a storage type (round to nearest).
+template <class S>
+S to_s(double x) {
+  return static_cast<S>(x);
+}
+template <>
+inline __nv_bfloat16 to_s<__nv_bfloat16>(double x) {
+  return __float2bfloat16_rn(static_cast<float>(x));
+}
+template <>
+inline __half to_s<__half>(double x) {
+  return __float2half_rn(static_cast<float>(x));
+}
+inline double to_d(float x) { return x; }
+inline double to_d(double x) { return x; }
+inline double to_d(__nv_bfloat16 x) { return __bfloat162float(x); }
+inline double to_d(__half x) { return __half2float(x); }
+
 /// Device memory still free, in bytes (0 if CUDA cannot say).
 inline std::size_t free_device_bytes() {
   std::size_t free_b = 0, total_b = 0;

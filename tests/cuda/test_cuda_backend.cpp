@@ -13,47 +13,15 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "cuda_test_support.hpp"
 #include "flashrnn/cuda/api.hpp"
 #include "flashrnn/flashrnn.hpp"
 
 namespace {
 using namespace flashrnn;
-
-template <class S>
-struct DeviceBuffer {
-  S* ptr = nullptr;
-  size_t n = 0;
-  explicit DeviceBuffer(size_t count) : n(count) {
-    REQUIRE(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(S)) == cudaSuccess);
-  }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  void upload(const std::vector<S>& h) {
-    REQUIRE(cudaMemcpy(ptr, h.data(), n * sizeof(S), cudaMemcpyHostToDevice) == cudaSuccess);
-  }
-  std::vector<S> download() const {
-    std::vector<S> h(n);
-    REQUIRE(cudaMemcpy(h.data(), ptr, n * sizeof(S), cudaMemcpyDeviceToHost) == cudaSuccess);
-    return h;
-  }
-};
-
-template <class S>
-S to_s(double x) {
-  return static_cast<S>(x);
-}
-template <>
-__nv_bfloat16 to_s<__nv_bfloat16>(double x) {
-  return __float2bfloat16_rn(static_cast<float>(x));
-}
-template <>
-__half to_s<__half>(double x) {
-  return __float2half_rn(static_cast<float>(x));
-}
-double to_d(float x) { return x; }
-double to_d(double x) { return x; }
-double to_d(__nv_bfloat16 x) { return __bfloat162float(x); }
-double to_d(__half x) { return __half2float(x); }
+using flashrnn_test::DeviceBuffer;
+using flashrnn_test::to_d;
+using flashrnn_test::to_s;
 
 /// Recurrent weights are divided by sqrt(fan_in) (a dense head mixes K states
 /// per row; the diagonal cells one), so every cell sees trained-like weights.

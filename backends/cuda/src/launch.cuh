@@ -2,6 +2,7 @@
 // launch shape (tuning.hpp), stream-ordered workspace and error handling.
 // Included by the per-(cell, dtype) translation units, which instantiate it.
 #pragma once
+#include <algorithm>
 #include <climits>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "flashrnn/cuda/api.hpp"
 #include "flashrnn/cuda/tuning.hpp"
 #include "kernels.cuh"
+#include "sequential_forward.cuh"
 
 #if FLASHRNN_CUDA_NVTX
 #include <nvtx3/nvToolsExt.h>
@@ -122,6 +124,19 @@ inline BlockShape block_shape(index_t lanes, index_t T, int L, const char* where
   return s;
 }
 
+template <class Cell, class S, class R>
+void launch_sequential(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
+  constexpr int K = cell_traits<Cell>::K;
+  // One warp of consecutive lanes per segment; without segments the wider
+  // block of the one-thread-per-lane kernels.
+  const int lt = segments > 1 ? 32 : tuning::sequential_block_threads;
+  const index_t blocks = (a.lanes + lt - 1) / lt;
+  const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * K * sizeof(R) : 0;
+  sequential_forward_kernel<Cell, S, R, tuning::sequential_prefetch>
+      <<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
+  check_launch("sequential_forward_kernel");
+}
+
 template <class Cell, class S, class R, int L>
 void launch_newton(const FwdArgs<S, R>& a, int blocks, cudaStream_t stream) {
   newton_forward_kernel<Cell, S, R, L><<<blocks, tuning::block_threads, 0, stream>>>(a);
@@ -140,6 +155,13 @@ template <class Cell, class S>
 Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                    View<S> final_state, const SolverOptions& options, DeviceReport* report,
                    cudaStream_t stream) {
+  return detail::forward_async_with<Cell, S>(u, p, s0, states, final_state, options, report, 0, stream);
+}
+
+template <class Cell, class S>
+Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
+                                View<S> final_state, const SolverOptions& options,
+                                DeviceReport* report, int segments, cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K;
   constexpr const char* where = "flashrnn::cuda::forward";
@@ -147,6 +169,10 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
   SolverOptions chk = options;
   chk.check_finite = false;  // device data: checked inside the kernels instead
   flashrnn::detail::check_forward_args<Cell, S>(where, u, p, s0, states, final_state, chk);
+  if (segments < 0 || segments > tuning::max_sequential_segments)
+    flashrnn::detail::fail_argument(where, "segments",
+                                    flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
+                                    segments);
   detail::check_device(where, "u", u);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s0", s0);
@@ -166,10 +192,9 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
                           static_cast<int>(options.on_nonconvergence), nullptr, nullptr, nullptr,
                           report};
   if (mode == Mode::sequential) {
-    const index_t blocks = (lanes + tuning::sequential_block_threads - 1) / tuning::sequential_block_threads;
-    detail::sequential_forward_kernel<Cell, S, R, tuning::sequential_prefetch>
-        <<<static_cast<unsigned>(blocks), tuning::sequential_block_threads, 0, stream>>>(a);
-    detail::check_launch("sequential_forward_kernel");
+    const int C = segments > 0 ? static_cast<int>(std::min<index_t>(segments, std::max<index_t>(T, 1)))
+                               : tuning::sequential_segments(lanes, T);
+    detail::launch_sequential<Cell, S, R>(a, C, stream);
     return mode;
   }
   const int L = detail::pick_chunk(options);
@@ -348,6 +373,10 @@ void step(View<const S> u_t, View<const S> p, View<const S> s_prev, View<S> s_ne
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&,                      \
       flashrnn::cuda::DeviceReport*, cudaStream_t);                                               \
+  template flashrnn::Mode flashrnn::cuda::detail::forward_async_with<CELL, S>(                   \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&,                      \
+      flashrnn::cuda::DeviceReport*, int, cudaStream_t);                                          \
   template flashrnn::SolveReport flashrnn::cuda::forward<CELL, S>(                               \
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&, cudaStream_t);       \

@@ -5,57 +5,16 @@
 //   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress=554 \
 //     -I core/include -I cells/include -I backends/cuda/include -I backends/cuda/src \
 //     -I bindings/cpp/include perf/cuda/experiments/adjoint_choice.cu -o adjoint_choice
-#include <algorithm>
 #include <cstdio>
-#include <vector>
 
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
 #include "launch.cuh"
 
+#include "common.cuh"
+
 namespace xb {
 using namespace flashrnn;
-#define CK(x)                                                     \
-  do {                                                            \
-    cudaError_t e_ = (x);                                         \
-    if (e_ != cudaSuccess) {                                      \
-      std::printf("%s: %s\n", #x, cudaGetErrorString(e_));        \
-      std::exit(1);                                               \
-    }                                                             \
-  } while (0)
-
-template <class S>
-__global__ void fill_kernel(S* x, size_t n, float scale, unsigned seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    unsigned h = unsigned(i) * 2654435761u ^ seed;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    h ^= h >> 15;
-    x[i] = S(scale * (float(h & 0xffffff) / 8388608.0f - 1.0f));
-  }
-}
-
-template <class F>
-float median_ms(F f) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  for (int i = 0; i < 2; ++i) f();
-  std::vector<float> ts;
-  for (int i = 0; i < 7; ++i) {
-    cudaEventRecord(a);
-    f();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float ms;
-    cudaEventElapsedTime(&ms, a, b);
-    ts.push_back(ms);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(ts.begin(), ts.end());
-  return ts[3];
-}
 
 template <class Cell, class S>
 void shape(const char* dtype, int H, long T) {

@@ -57,6 +57,15 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
                    View<S> final_state, const SolverOptions& options, DeviceReport* report,
                    cudaStream_t stream);
 
+namespace detail {
+/// forward_async with Mode::sequential's segment count forced (1 to
+/// tuning::max_sequential_segments; 0 = tuned), for tests and benchmarks.
+template <class Cell, class S>
+Mode forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
+                        View<S> final_state, const SolverOptions& options, DeviceReport* report,
+                        int segments, cudaStream_t stream);
+}  // namespace detail
+
 /// Solves the recurrence for all B*H lanes (see flashrnn::forward) and returns
 /// the report. Synchronises `stream` once, at the end, to read the report.
 /// Newton forms: every thread owns a chunk of steps; one Newton update (a
@@ -69,8 +78,11 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
 /// the device (fallback_sequential; report.lanes_fell_back counts lane-segments).
 /// Mode::newton runs per-step Newton (chunks of one step), Mode::newton_chunked
 /// multiple shooting with options.chunk_length steps per thread (supported: 1,
-/// 8, 16, 32; others round down to the nearest; 0 = tuned), Mode::sequential one
-/// thread per lane. Sequences of any length are split across blocks.
+/// 8, 16, 32; others round down to the nearest; 0 = tuned), Mode::sequential
+/// exact stepping: one thread per lane, and when lanes are few one per lane and
+/// segment, each segment corrected from its predecessor's end until bitwise
+/// equal to stepping the whole sequence (sequential_forward.cuh). Sequences of
+/// any length are split across blocks.
 template <class Cell, class S>
 SolveReport forward(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                     View<S> final_state, const SolverOptions& options = {},

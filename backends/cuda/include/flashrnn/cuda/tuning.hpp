@@ -16,6 +16,21 @@ constexpr int block_threads = 256;
 constexpr int sequential_block_threads = 64;
 /// Steps each thread prefetches ahead in the sequential kernels.
 constexpr int sequential_prefetch = 8;
+/// Most segments the sequential forward kernel cuts a lane's sequence into
+/// (one warp each: blocks of 32 x segments threads).
+constexpr int max_sequential_segments = 8;
+/// Shortest segment worth its correction pass (which costs the steps until
+/// the guessed and the true trajectory merge, tens for contracting cells).
+constexpr index_t min_segment_steps = 256;
+
+/// Segments of the sequential forward kernel (sequential_forward.cuh): enough
+/// that lanes x segments threads keep about 16 warps on each SM of an H100/H200.
+inline int sequential_segments(index_t lanes, index_t steps) {
+  int c = 1;
+  while (c < max_sequential_segments && lanes * c < 65536 && steps >= 2 * c * min_segment_steps) c *= 2;
+  return c;
+}
+
 /// Chunk lengths (steps per thread) compiled for the chunked kernels; a
 /// requested chunk_length rounds down to one of these (1 = per-step Newton).
 constexpr int chunk_lengths[] = {1, 8, 16, 32};

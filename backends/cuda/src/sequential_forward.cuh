@@ -1,0 +1,173 @@
+// The sequential forward kernel: exact stepping, one thread per lane and
+// segment of the sequence.
+//
+// One thread per lane is latency-bound (~0.14 us a step on an H100/H200) and
+// leaves most of the GPU idle when lanes are few. So the sequence may be cut
+// into C segments (blockDim.y = C, one warp of 32 consecutive lanes per
+// segment). Every segment is first stepped from a guessed start (zero; the
+// first from s0), then corrected: a segment whose start turns out different
+// steps the true trajectory and the guessed one side by side, writing the
+// true states, until the two are bitwise equal. From there on they are the
+// same computation on the same inputs, so the states already written are the
+// exact ones. Contracting cells merge within tens of steps, so the sequence
+// costs about T / C steps plus the merge. A segment that does not merge
+// changes its end state and its successor is corrected again in the next
+// round; after C - 1 rounds every start is exact. The result is bitwise that
+// of stepping the whole sequence in one thread, whatever the cell does.
+#pragma once
+#include "kernels.cuh"
+
+namespace flashrnn {
+namespace cuda {
+namespace detail {
+
+__device__ __forceinline__ unsigned long long bits_of(float x) { return __float_as_uint(x); }
+__device__ __forceinline__ unsigned long long bits_of(double x) {
+  return static_cast<unsigned long long>(__double_as_longlong(x));
+}
+
+/// probe + 0 * x: stays finite until x is inf or NaN (a check in one FMA).
+__device__ __forceinline__ float fold_finite(float x, float probe) { return __fmaf_rn(x, 0.0f, probe); }
+__device__ __forceinline__ double fold_finite(double x, double probe) { return __fma_rn(x, 0.0, probe); }
+
+template <int K, class R>
+__device__ __forceinline__ bool same_bits(const R* a, const R* b) {
+  bool eq = true;
+#pragma unroll
+  for (int k = 0; k < K; ++k) eq &= bits_of(a[k]) == bits_of(b[k]);
+  return eq;
+}
+
+/// Steps `a` over t in [t0, t1), writing its states, with the inputs
+/// prefetched D steps ahead. Pass 1 (Correct = false) also folds the inputs
+/// into `probe` (0 * x is NaN exactly for inf/NaN x). Correction (Correct =
+/// true) steps `b`, the trajectory whose states are already written, beside
+/// `a` and returns true at the first step where the two agree bitwise: every
+/// later state is then already in memory.
+template <class Cell, class S, class R, int D, bool Correct>
+__device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const LanePtr<S>& st,
+                                           const R* p, index_t t0, index_t t1, R* a, R* b,
+                                           R& probe) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
+  using SS = typename std::remove_const<S>::type;
+  // Running pointers (one add a step) rather than base + t * stride.
+  const S* next = u.at(t0, 0);  // inputs of the step D ahead of the current block
+  index_t out = t0 * st.st;     // offset of the state written next (if st.base)
+  SS buf[D][G];  // storage type: converted when used, so the loads overlap compute
+#pragma unroll
+  for (int i = 0; i < D; ++i)
+#pragma unroll
+    for (int g = 0; g < G; ++g) buf[i][g] = t0 + i < t1 ? load_s(next + i * u.st + g * u.sc) : SS(0.0f);
+  for (index_t tb = t0; tb < t1; tb += D) {
+    next += D * u.st;
+    R cur[D][G];
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+#pragma unroll
+      for (int g = 0; g < G; ++g) cur[i][g] = to_r(buf[i][g]);
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+#pragma unroll
+      for (int g = 0; g < G; ++g)
+        buf[i][g] = tb + D + i < t1 ? load_s(next + i * u.st + g * u.sc) : SS(0.0f);
+#pragma unroll
+    for (int i = 0; i < D; ++i) {
+      if (tb + i < t1) {
+        R nx[K];
+        cell_step<Cell>(a, cur[i], p, nx);
+        if (Correct) {
+          R nb[K];
+          cell_step<Cell>(b, cur[i], p, nb);
+          if (same_bits<K>(nx, nb)) return true;
+#pragma unroll
+          for (int k = 0; k < K; ++k) b[k] = nb[k];
+        } else {
+#pragma unroll
+          for (int g = 0; g < G; ++g) probe = fold_finite(cur[i][g], probe);
+        }
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          a[k] = nx[k];
+          if (st.base) store_r(st.base + out + k * st.sc, nx[k]);
+        }
+        out += st.st;
+      }
+    }
+  }
+  return false;
+}
+
+/// Block (LT lanes, C segments); dynamic shared memory C * LT * K values of R
+/// when C > 1 (the segments' end states).
+template <class Cell, class S, class R, int D>
+__global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a) {
+  constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
+  constexpr int PP = P > 0 ? P : 1;
+  extern __shared__ unsigned char sequential_smem[];
+  const int x = threadIdx.x, c = threadIdx.y, C = blockDim.y;
+  const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + x;
+  const bool active = lane < a.lanes;
+  if (C == 1 && !active) return;  // with C > 1 every thread reaches the barriers
+  const index_t b = active ? lane / a.H : 0, j = active ? lane % a.H : 0;
+  const LanePtr<const S> u(a.u, b, j);
+  const LanePtr<S> st(a.states, b, j);
+  R p[PP], s[K], start[K];
+  R probe = R(0);
+  if (active) {
+#pragma unroll
+    for (int q = 0; q < P; ++q) {
+      p[q] = load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h);
+      probe = fold_finite(p[q], probe);
+    }
+  }
+  const LanePtr<const S> s0(a.s0, b, j);
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    s[k] = active && c == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
+    probe = fold_finite(s[k], probe);
+    start[k] = s[k];
+  }
+  const index_t len = (a.T + C - 1) / C;
+  const index_t t0 = min(a.T, c * len), t1 = min(a.T, t0 + len);
+  if (active) step_range<Cell, S, R, D, false>(u, st, p, t0, t1, s, nullptr, probe);
+  if (C > 1) {
+    R* ends = reinterpret_cast<R*>(sequential_smem);
+    const int stride = static_cast<int>(blockDim.x) * K;
+#pragma unroll
+    for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k];
+    __syncthreads();
+    for (int round = 1; round < C; ++round) {
+      R in[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) in[k] = c > 0 ? ends[(c - 1) * stride + x * K + k] : start[k];
+      __syncthreads();
+      bool changed = false;
+      if (active && !same_bits<K>(in, start)) {
+        R fresh[K], old[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          fresh[k] = in[k];
+          old[k] = start[k];
+          start[k] = in[k];
+        }
+        if (!step_range<Cell, S, R, D, true>(u, st, p, t0, t1, fresh, old, probe)) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k] = fresh[k];
+          changed = true;
+        }
+      }
+      if (!__syncthreads_or(changed)) break;
+    }
+  }
+  if (!active) return;
+  if (c == C - 1 && a.final_state.data) {
+    const LanePtr<S> fs(a.final_state, b, j);
+#pragma unroll
+    for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
+  }
+  if (!finite(probe) && a.rep) a.rep->input_nonfinite = 1;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace flashrnn

@@ -1,0 +1,92 @@
+// Experiment behind tuning::sequential_segments and choose_mode (perf/README.md,
+// "Segmented sequential forward"): the sequential forward with its lanes'
+// sequences cut into C = 1, 2, 4, 8 segments (forced through
+// detail::forward_async_with) against chunked Newton, B = 8. Reports ms and
+// GB/s of unavoidable I/O (read u once, write the states once) as a fraction
+// of the card's measured device-to-device copy bandwidth. Not built by CMake:
+//   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress=554 \
+//     -I core/include -I cells/include -I backends/cuda/include -I backends/cuda/src \
+//     -I bindings/cpp/include perf/cuda/experiments/segments.cu -o segments
+// Arguments: none (the grid below) or "quick" (three shapes).
+#include <cstdio>
+#include <cstring>
+
+#include "flashrnn/cells/para_gru.hpp"
+#include "flashrnn/cells/para_lstm.hpp"
+#include "launch.cuh"
+
+#include "common.cuh"
+
+namespace xb {
+using namespace flashrnn;
+
+/// Device-to-device copy bandwidth in GB/s (reads + writes), 1 GiB each way.
+double copy_gbs() {
+  const size_t n = size_t(1) << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, n));
+  CK(cudaMalloc(&b, n));
+  const float ms = median_ms([&] { cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice); });
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * n / (ms * 1e6);
+}
+
+template <class Cell, class S>
+void shape(const char* dtype, int H, long T, double peak) {
+  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
+  const int B = 8;
+  const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
+  S *u, *p, *st;
+  CK(cudaMalloc(&u, nu * sizeof(S)));
+  CK(cudaMalloc(&st, ns * sizeof(S)));
+  CK(cudaMalloc(&p, size_t(P) * H * sizeof(S)));
+  fill_kernel<<<1024, 256>>>(u, nu, 1.5f, 1);
+  fill_kernel<<<64, 256>>>(p, size_t(P) * H, 0.9f, 3);
+  CK(cudaDeviceSynchronize());
+  const auto uv = batch_first<const S>(u, B, T, G, H);
+  const auto pv = param_view<const S>(p, P, H);
+  const auto sv = batch_first(st, B, T, K, H);
+  SolverOptions o;
+  o.check_finite = false;
+  const double gb = double(nu + ns) * sizeof(S) / 1e9;
+  std::printf("%-8s %s lanes=%-6d T=%-6ld", Cell::name, dtype, B * H, T);
+  float best = 1e30f;
+  for (int C : {1, 2, 4, 8}) {
+    o.mode = Mode::sequential;
+    const float ms = median_ms([&] {
+      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, C, nullptr);
+    });
+    best = std::min(best, ms);
+    std::printf("  C%d %7.3f", C, ms);
+  }
+  o.mode = Mode::newton_chunked;
+  const float chunked = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
+  o.mode = Mode::sequential;
+  const float tuned = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
+  std::printf("  chunked %7.3f  tuned(C=%d) %7.3f ms = %5.1f%% of copy; best seq %5.1f%%\n", chunked,
+              cuda::tuning::sequential_segments(index_t(B) * H, T), tuned, 100.0 * gb / (tuned * 1e-3) / peak,
+              100.0 * gb / (best * 1e-3) / peak);
+  for (S* x : {u, p, st}) cudaFree(x);
+  CK(cudaDeviceSynchronize());
+}
+
+void run(bool quick) {
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  if (quick) {
+    shape<cells::ParaGRU, float>("fp32", 1024, 2048, peak);
+    shape<cells::ParaGRU, __nv_bfloat16>("bf16", 4096, 2048, peak);
+    shape<cells::ParaLSTM, float>("fp32", 512, 8192, peak);
+    return;
+  }
+  for (int H : {128, 512, 1024, 2048, 4096, 8192})
+    for (long T : {512L, 2048L, 8192L}) {
+      shape<cells::ParaGRU, float>("fp32", H, T, peak);
+      shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      shape<cells::ParaLSTM, float>("fp32", H, T, peak);
+    }
+}
+}  // namespace xb
+
+int main(int argc, char** argv) { xb::run(argc > 1 && !std::strcmp(argv[1], "quick")); }

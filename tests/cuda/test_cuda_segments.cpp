@@ -1,0 +1,150 @@
+// The segmented sequential forward (backends/cuda/src/sequential_forward.cuh):
+// cutting each lane's sequence into C segments that are stepped from guessed
+// starts and then corrected must give bitwise the states of one thread
+// stepping the whole sequence (C = 1), for every cell and storage type, for
+// segment counts that do not divide T, partial warps of lanes, and cells that
+// never forget (every round of corrections needed).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "catch.hpp"
+#include "cuda_test_support.hpp"
+#include "flashrnn/cuda/api.hpp"
+#include "flashrnn/cuda/tuning.hpp"
+#include "flashrnn/flashrnn.hpp"
+
+namespace {
+using namespace flashrnn;
+using flashrnn_test::DeviceBuffer;
+using flashrnn_test::to_s;
+
+/// How the inputs are drawn.
+enum class Inputs {
+  random,  // u ~ U(-1.5, 1.5): contracting, trajectories merge quickly
+  hold,    // ParaGRU with update gate shut (u_z = -30): h never changes, never merges
+};
+
+template <class Cell, class S>
+struct Problem {
+  static constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
+  index_t B, T, H;
+  DeviceBuffer<S> u, p, s0, st, fin;
+
+  Problem(index_t b, index_t t, index_t h, Inputs inputs, unsigned seed)
+      : B(b), T(t), H(h), u(b * t * G * h), p(P * h), s0(b * K * h), st(b * t * K * h), fin(b * K * h) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<double> U(-1.0, 1.0);
+    std::vector<S> uh(u.n), ph(p.n), sh(s0.n);
+    for (std::size_t i = 0; i < uh.size(); ++i) {
+      double x = 1.5 * U(rng);
+      // batch_first: index ((b * T + t) * G + g) * H + j
+      if (inputs == Inputs::hold && (i / H) % G == 0) x = -30.0;
+      uh[i] = to_s<S>(x);
+    }
+    const double scale = 0.9 / (P > K ? K : 1);
+    for (auto& x : ph) x = to_s<S>(scale * U(rng));
+    for (auto& x : sh) x = to_s<S>(0.5 * U(rng));
+    u.upload(uh);
+    p.upload(ph);
+    s0.upload(sh);
+  }
+
+  /// Sequential forward with `segments` segments; returns states then final state (raw bytes).
+  std::vector<unsigned char> solve(int segments, int* input_nonfinite = nullptr) {
+    REQUIRE(cudaMemset(st.ptr, 0xff, st.n * sizeof(S)) == cudaSuccess);  // NaN bytes: stale output cannot pass
+    REQUIRE(cudaMemset(fin.ptr, 0xff, fin.n * sizeof(S)) == cudaSuccess);
+    DeviceBuffer<cuda::DeviceReport> rep(1);
+    SolverOptions o;
+    o.mode = Mode::sequential;
+    const Mode used = cuda::detail::forward_async_with<Cell, S>(
+        batch_first<const S>(u.ptr, B, T, G, H), param_view<const S>(p.ptr, P, H),
+        state_view<const S>(s0.ptr, B, K, H), batch_first(st.ptr, B, T, K, H), state_view(fin.ptr, B, K, H), o,
+        rep.ptr, segments, nullptr);
+    REQUIRE(used == Mode::sequential);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    if (input_nonfinite) *input_nonfinite = rep.download()[0].input_nonfinite;
+    const auto a = st.download(), f = fin.download();
+    std::vector<unsigned char> out((a.size() + f.size()) * sizeof(S));
+    std::memcpy(out.data(), a.data(), a.size() * sizeof(S));
+    std::memcpy(out.data() + a.size() * sizeof(S), f.data(), f.size() * sizeof(S));
+    return out;
+  }
+};
+
+template <class Cell, class S>
+void check_bitwise(Inputs inputs = Inputs::random) {
+  for (index_t T : {1, 7, 100, 1000}) {
+    for (index_t H : {1, 33, 100}) {
+      Problem<Cell, S> prob(2, T, H, inputs, static_cast<unsigned>(T * 131 + H));
+      const auto whole = prob.solve(1);
+      for (int C : {2, 3, 5, cuda::tuning::max_sequential_segments}) {
+        INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C);
+        CHECK(prob.solve(C) == whole);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda segmented sequential forward equals one-thread stepping bitwise", "[cuda][forward][segments]") {
+  check_bitwise<cells::ParaGRU, float>();
+  check_bitwise<cells::ParaGRU, __nv_bfloat16>();
+  check_bitwise<cells::ParaGRU, __half>();
+  check_bitwise<cells::ParaGRU, double>();
+  check_bitwise<cells::ParaLSTM, float>();
+  check_bitwise<cells::ParaLSTM, __nv_bfloat16>();
+  check_bitwise<cells::DiagTanh, float>();
+  check_bitwise<cells::DiagTanh, double>();
+  check_bitwise<cells::HeadTanh4, float>();
+  check_bitwise<cells::HeadTanh4, double>();
+}
+
+TEST_CASE("cuda segmented sequential forward: a cell that never forgets takes every round",
+          "[cuda][forward][segments]") {
+  // h stays at s0 through every step, so a segment started from 0 never meets
+  // the true trajectory: each correction ends with a new end state and the
+  // next segment needs another round (C - 1 in all).
+  check_bitwise<cells::ParaGRU, float>(Inputs::hold);
+  check_bitwise<cells::ParaGRU, double>(Inputs::hold);
+}
+
+TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any segment",
+          "[cuda][forward][segments][errors]") {
+  Problem<cells::ParaGRU, float> prob(1, 1000, 40, Inputs::random, 7);
+  int flagged = -1;
+  prob.solve(8, &flagged);
+  CHECK(flagged == 0);
+  // A NaN in the last segment's inputs (step 990, unit 5, gate 2).
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  REQUIRE(cudaMemcpy(prob.u.ptr + (990 * 3 + 2) * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) ==
+          cudaSuccess);
+  prob.solve(8, &flagged);
+  CHECK(flagged == 1);
+}
+
+TEST_CASE("cuda segmented sequential forward rejects a segment count out of range", "[cuda][forward][segments][errors]") {
+  Problem<cells::ParaGRU, float> prob(1, 10, 4, Inputs::random, 3);
+  CHECK_THROWS_AS(prob.solve(cuda::tuning::max_sequential_segments + 1), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve(-1), InvalidArgument);
+}
+
+TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda][segments]") {
+  using cuda::tuning::max_sequential_segments;
+  using cuda::tuning::sequential_segments;
+  CHECK(sequential_segments(1 << 20, 1 << 16) == 1);  // lanes fill the GPU
+  CHECK(sequential_segments(8192, 100) == 1);         // too short to cut
+  CHECK(sequential_segments(8192, 1 << 16) > 1);
+  for (index_t lanes : {1, 100, 8192, 32768})
+    for (index_t T : {1, 513, 2048, 1 << 20}) {
+      const int c = sequential_segments(lanes, T);
+      CHECK(c >= 1);
+      CHECK(c <= max_sequential_segments);
+    }
+}
