@@ -30,7 +30,7 @@ for stage in "${stages[@]}"; do
     sanitize)
       for tool in memcheck racecheck initcheck; do
         compute-sanitizer --tool $tool --error-exitcode 9 "$build/tests/cuda/flashrnn_cuda_tests" \
-          "[sanitize],[step],[errors]" > "$out/sanitize_$tool.log" 2>&1
+          "[sanitize],[step],[errors],[segments]" > "$out/sanitize_$tool.log" 2>&1
         rc=$?; echo "compute-sanitizer $tool: exit $rc"; tail -3 "$out/sanitize_$tool.log"
         [ $rc -eq 0 ] || status=1
       done ;;

@@ -20,11 +20,16 @@ constexpr int sequential_prefetch = 8;
 /// (one warp each: blocks of 32 x segments threads).
 constexpr int max_sequential_segments = 8;
 /// Shortest segment worth its correction pass (which costs the steps until
-/// the guessed and the true trajectory merge, tens for contracting cells).
-constexpr index_t min_segment_steps = 256;
+/// the guessed and the true trajectory merge: tens for contracting cells).
+constexpr index_t min_segment_steps = 64;
 
 /// Segments of the sequential forward kernel (sequential_forward.cuh): enough
-/// that lanes x segments threads keep about 16 warps on each SM of an H100/H200.
+/// that lanes x segments reach 65536 threads (~16 warps on each SM of an
+/// H100/H200). Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu,
+/// B = 8, ParaGRU fp32/bf16 and ParaLSTM fp32, T 512..8192; perf/README.md):
+/// one-segment time / tuned time is 2.9-5.9 at 1024-8192 lanes and T >= 2048,
+/// 1.7-2.5 at T = 512, 1.2-2.0 at 16384 lanes, 0.95-1.18 at 32768; at 65536
+/// lanes one segment is best (two cost 0.83-1.03x, eight up to 1.9x).
 inline int sequential_segments(index_t lanes, index_t steps) {
   int c = 1;
   while (c < max_sequential_segments && lanes * c < 65536 && steps >= 2 * c * min_segment_steps) c *= 2;
@@ -46,23 +51,17 @@ inline int lanes_per_block(index_t lanes) {
   return lt;
 }
 
-/// Mode::automatic. Sequential stepping reads u once with one thread per lane
-/// and is latency-bound (~0.14 us a step): it wins once lanes fill the GPU,
-/// and chunked Newton (u read once too, but 4-7x the arithmetic) wins when
-/// lanes are few and sequences long. Measured with the default IEEE fp32
-/// kernels on an NVIDIA H200 (`bench_cuda --tune`, B = 8; perf/README.md,
-/// section CUDA; perf/cuda/results/bench_tune_h200.*): sequential time /
-/// chunked-Newton time, bf16 and fp32 alike (storage does not move it):
-///   T 256, 512:            0.2-0.8 at every lane count (sequential faster)
-///   T 2048,  K = 1 (ParaGRU):  1.1-1.5 for lanes <= 4096, <= 0.88 above
-///   T 2048,  K = 2 (ParaLSTM): 1.0-1.2 for lanes <= 1024, <= 0.95 above
-///   T >= 8192, K = 1: 1.6-1.9 for lanes <= 4096, 0.95-0.99 at 8192, <= 0.5 above
-///   T >= 8192, K = 2: 1.1-1.5 for lanes <= 4096, 0.73 at 8192, <= 0.37 above
-/// K = 2's Jacobians make its Newton passes dearer, so its crossover sits at
-/// fewer lanes for mid lengths. Larger K (dense per-lane maps) follows K = 2.
-inline Mode choose_mode(index_t lanes, index_t steps, int state_dim) {
-  if (steps < 1024 || lanes > 4096) return Mode::sequential;
-  if (steps < 4096 && state_dim > 1 && lanes > 1024) return Mode::sequential;
+/// Mode::automatic. The segmented sequential kernel reads u once, does no
+/// more arithmetic than stepping (plus the merge after each segment start),
+/// and is bitwise exact; chunked Newton reads u once too but does 4-7x the
+/// arithmetic. Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu,
+/// B = 8, default IEEE fp32 kernels; perf/README.md): chunked-Newton time /
+/// segmented time is 2.9-4.7 at every measured shape (1024-65536 lanes,
+/// T 512-8192, ParaGRU fp32/bf16 and ParaLSTM fp32). Below 1024 lanes
+/// (not measured with segments) the earlier table stands: chunked Newton wins
+/// there for T >= 1024 over one thread per lane (perf/cuda/results/bench_tune_h200.*).
+inline Mode choose_mode(index_t lanes, index_t steps, int /*state_dim*/) {
+  if (lanes >= 1024 || steps < 1024) return Mode::sequential;
   return Mode::newton_chunked;
 }
 
