@@ -27,6 +27,7 @@ using flashrnn_test::to_s;
 /// How the inputs are drawn.
 enum class Inputs {
   random,  // u ~ U(-1.5, 1.5): contracting, trajectories merge quickly
+  slow,    // ParaGRU with update gate nearly shut (u_z ~ -2.5): merges after hundreds of steps
   hold,    // ParaGRU with update gate shut (u_z = -30): h never changes, never merges
 };
 
@@ -44,6 +45,7 @@ struct Problem {
     for (std::size_t i = 0; i < uh.size(); ++i) {
       double x = 1.5 * U(rng);
       // batch_first: index ((b * T + t) * G + g) * H + j
+      if (inputs == Inputs::slow && (i / H) % G == 0) x = -2.5 + 0.2 * x;
       if (inputs == Inputs::hold && (i / H) % G == 0) x = -30.0;
       uh[i] = to_s<S>(x);
     }
@@ -113,6 +115,15 @@ TEST_CASE("cuda segmented sequential forward: a cell that never forgets takes ev
   // next segment needs another round (C - 1 in all).
   check_bitwise<cells::ParaGRU, float>(Inputs::hold);
   check_bitwise<cells::ParaGRU, double>(Inputs::hold);
+}
+
+TEST_CASE("cuda segmented sequential forward: slowly merging segments", "[cuda][forward][segments]") {
+  // Merging takes longer than a provisional start's dry run (tuning::
+  // speculative_correction_steps) but often less than a segment: corrections
+  // wait for their round and then stop part-way.
+  check_bitwise<cells::ParaGRU, float>(Inputs::slow);
+  check_bitwise<cells::ParaGRU, __nv_bfloat16>(Inputs::slow);
+  check_bitwise<cells::ParaGRU, double>(Inputs::slow);
 }
 
 TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any segment",
