@@ -39,14 +39,13 @@ __device__ __forceinline__ bool same_bits(const R* a, const R* b) {
 }
 
 /// Steps `a` over t in [t0, t1), writing its states, with the inputs
-/// prefetched D steps ahead (no writes where st.base is null). Pass 1
-/// (Correct = false) also folds the inputs into `probe` (0 * x is NaN exactly
-/// for inf/NaN x). Correction (Correct = true) steps `b`, the trajectory whose
-/// states are already written, beside `a` and stops at the first step where
-/// the two agree bitwise, returning the steps taken including that one: every
-/// later state is then already in memory. Returns -1 if they never agree.
+/// prefetched D steps ahead. Pass 1 (Correct = false) also folds the inputs
+/// into `probe` (0 * x is NaN exactly for inf/NaN x). Correction (Correct =
+/// true) steps `b`, the trajectory whose states are already written, beside
+/// `a` and returns true at the first step where the two agree bitwise: every
+/// later state is then already in memory.
 template <class Cell, class S, class R, int D, bool Correct>
-__device__ __forceinline__ index_t step_range(const LanePtr<const S>& u, const LanePtr<S>& st,
+__device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const LanePtr<S>& st,
                                            const R* p, index_t t0, index_t t1, R* a, R* b,
                                            R& probe) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
@@ -79,7 +78,7 @@ __device__ __forceinline__ index_t step_range(const LanePtr<const S>& u, const L
         if (Correct) {
           R nb[K];
           cell_step<Cell>(b, cur[i], p, nb);
-          if (same_bits<K>(nx, nb)) return tb + i - t0 + 1;
+          if (same_bits<K>(nx, nb)) return true;
 #pragma unroll
           for (int k = 0; k < K; ++k) b[k] = nb[k];
         } else {
@@ -95,7 +94,7 @@ __device__ __forceinline__ index_t step_range(const LanePtr<const S>& u, const L
       }
     }
   }
-  return -1;
+  return false;
 }
 
 /// Block (LT lanes, C segments); dynamic shared memory C * LT * K values of R
@@ -137,51 +136,27 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
 #pragma unroll
     for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k];
     __syncthreads();
-    // Round r: segment r's start is final (its predecessors are), so it is
-    // corrected over the whole segment. Later segments try a short dry run
-    // from their possibly provisional start and keep it only if it merges;
-    // otherwise they wait for their turn. So a cell that never forgets costs
-    // about one corrected segment per round, not C of them.
     for (int round = 1; round < C; ++round) {
       R in[K];
 #pragma unroll
       for (int k = 0; k < K; ++k) in[k] = c > 0 ? ends[(c - 1) * stride + x * K + k] : start[k];
       __syncthreads();
-      bool pending = false;
+      bool changed = false;
       if (active && !same_bits<K>(in, start)) {
         R fresh[K], old[K];
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           fresh[k] = in[k];
           old[k] = start[k];
+          start[k] = in[k];
         }
-        index_t merged = -1;
-        if (c > round) {
-          LanePtr<S> dry = st;
-          dry.base = nullptr;
-          merged = step_range<Cell, S, R, D, true>(u, dry, p, t0, min(t1, t0 + tuning::speculative_correction_steps),
-                                                  fresh, old, probe);
+        if (!step_range<Cell, S, R, D, true>(u, st, p, t0, t1, fresh, old, probe)) {
 #pragma unroll
-          for (int k = 0; k < K; ++k) {
-            fresh[k] = in[k];
-            old[k] = start[k];
-          }
-        }
-        if (c == round || merged >= 0) {
-          const index_t end = merged >= 0 ? t0 + merged : t1;
-          merged = step_range<Cell, S, R, D, true>(u, st, p, t0, end, fresh, old, probe);
-#pragma unroll
-          for (int k = 0; k < K; ++k) start[k] = in[k];
-          if (merged < 0) {  // a new end state: the successor needs another round
-#pragma unroll
-            for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k] = fresh[k];
-            pending = true;
-          }
-        } else {
-          pending = true;  // provisional start did not merge: corrected in its own round
+          for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k] = fresh[k];
+          changed = true;
         }
       }
-      if (!__syncthreads_or(pending)) break;
+      if (!__syncthreads_or(changed)) break;
     }
   }
   if (!active) return;

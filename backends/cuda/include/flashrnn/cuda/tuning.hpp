@@ -23,10 +23,6 @@ constexpr int max_sequential_segments = 8;
 /// the guessed and the true trajectory merge: tens for contracting cells).
 constexpr index_t min_segment_steps = 64;
 
-/// Steps a segment whose start is still provisional tries before it gives up
-/// and waits for its predecessors (sequential_forward.cuh).
-constexpr index_t speculative_correction_steps = 64;
-
 /// Segments of the sequential forward kernel (sequential_forward.cuh): enough
 /// that lanes x segments reach 65536 threads (~16 warps on each SM of an
 /// H100/H200). Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu,
