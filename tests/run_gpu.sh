@@ -50,11 +50,12 @@ for stage in "${stages[@]}"; do
       (cd /tmp && PYTHONPATH=/tmp/flashrnn-pip python3 -c "import flashrnn, torch; m = flashrnn.ParaGRU(8, 16).cuda(); y, _ = m(torch.randn(2, 50, 8, device='cuda')); print('installed', flashrnn.__file__, tuple(y.shape))") || status=1 ;;
     train)
       # ParaGRU vs nn.GRU on tinyshakespeare (needs ../shared/data carried in as .data/): the same
-      # residual blocks, width 512, each at its best LR of the H200 sweep (perf/README.md: 5e-3 for both).
+      # residual blocks with a width-4 causal conv, width 512, 300 steps, each at its best LR of the
+      # H200 sweep (perf/README.md: 5e-3 for both).
       # FLASHRNN_TRAIN_RUNS replaces the runs: "rnn lr block [train.py args...]" separated by ';'.
       # --time-limit makes a slow run stop and still write its metrics before the timeout.
       data="${FLASHRNN_DATA:-$root/.data/tinyshakespeare.txt}"
-      runs="${FLASHRNN_TRAIN_RUNS:-paragru 5e-3 residual;torch-gru 5e-3 residual}"
+      runs="${FLASHRNN_TRAIN_RUNS:-paragru 5e-3 residual --conv 4 --steps 300;torch-gru 5e-3 residual --conv 4 --steps 300}"
       dirs=()
       IFS=';' read -ra run_list <<< "$runs"
       for run in "${run_list[@]}"; do

@@ -72,18 +72,17 @@ class CausalConv(nn.Module):
     last k inputs directly, which a diagonal recurrence otherwise has to keep
     in decaying per-channel sums. State for step(): the last k-1 inputs."""
 
-    def __init__(self, channels: int, k: int, act: str = "none"):
+    def __init__(self, channels: int, k: int):
         super().__init__()
         self.k = k
         self.conv = nn.Conv1d(channels, channels, k, groups=channels, padding=0)
-        self.act = F.silu if act == "silu" else (lambda y: y)
 
     def forward(self, x, buf=None):
         # x (B, T, C); buf (B, k-1, C) holds the inputs before x (zeros at the start).
         if buf is None:
             buf = x.new_zeros(x.shape[0], self.k - 1, x.shape[2])
         full = torch.cat([buf, x], dim=1)
-        y = self.act(self.conv(full.transpose(1, 2)).transpose(1, 2))
+        y = self.conv(full.transpose(1, 2)).transpose(1, 2)
         return y, full[:, full.shape[1] - (self.k - 1):]
 
     def step(self, x, buf=None):
@@ -95,11 +94,11 @@ class ResidualBlock(nn.Module):
     """Pre-norm RNN mixer + pre-norm MLP, each with a residual connection."""
 
     def __init__(self, kind: str, d_model: int, hidden: int, heads: int, dropout: float, mode: str,
-                 mlp_ratio: float, out_gate: bool = False, conv: int = 0, conv_act: str = "none"):
+                 mlp_ratio: float, out_gate: bool = False, conv: int = 0):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
         # Optional short causal conv before the recurrence (same for every kind).
-        self.conv = CausalConv(d_model, conv, conv_act) if conv > 1 else None
+        self.conv = CausalConv(d_model, conv) if conv > 1 else None
         self.rnn = make_rnn(kind, d_model, hidden, 1, heads, 0.0, mode)
         # Optional output gate y * silu(W_g x) (Mamba, the ParaRNN paper's blocks).
         self.gate = nn.Linear(d_model, hidden) if out_gate else None
@@ -148,7 +147,7 @@ class SequenceModel(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, rnn: str = "paragru", d_model: int = 64,
                  hidden: int = 128, layers: int = 2, heads: int = 1, dropout: float = 0.0,
                  mode: str = "auto", block: str = "stack", mlp_ratio: float = 4.0,
-                 gate_bias: tuple[float, float] | None = None, out_gate: bool = False, conv: int = 0, conv_act: str = "none"):
+                 gate_bias: tuple[float, float] | None = None, out_gate: bool = False, conv: int = 0):
         super().__init__()
         if rnn not in RNNS:
             raise ValueError(f"--rnn must be one of {RNNS}, got {rnn!r}")
@@ -161,7 +160,7 @@ class SequenceModel(nn.Module):
             width = hidden
         else:
             self.blocks = nn.ModuleList(ResidualBlock(rnn, d_model, hidden, heads, dropout, mode, mlp_ratio,
-                                                      out_gate, conv, conv_act)
+                                                      out_gate, conv)
                                         for _ in range(layers))
             width = d_model
         self.norm = nn.LayerNorm(width)

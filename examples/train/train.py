@@ -47,9 +47,9 @@ def parse_args(argv=None):
                          "e.g. --gate-bias=-4,-1 (same for ParaGRU and nn.GRU; default: the layers' own init)")
     ap.add_argument("--out-gate", action="store_true",
                     help="residual blocks: gate the RNN output with silu(W x) before the output projection")
-    ap.add_argument("--conv", type=int, default=0, metavar="K",
-                    help="residual blocks: causal depthwise conv of width K before the recurrence (0 = none)")
-    ap.add_argument("--conv-act", choices=("none", "silu"), default="none", help="activation after --conv")
+    ap.add_argument("--conv", type=int, default=None, metavar="K",
+                    help="residual blocks: causal depthwise conv of width K before the recurrence "
+                         "(0 = none; default 4 with --data, 0 for the generated task)")
     ap.add_argument("--mlp-ratio", type=float, default=4.0, help="residual blocks: MLP width / d_model")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps")
@@ -78,7 +78,7 @@ def parse_args(argv=None):
     defaults = dict(  # (generated task, character LM on the CPU, character LM on a GPU)
         d_model=(32, 64, 256), hidden=(64, 128, 512), steps=(500, 1000, 2000), batch=(32, 32, 64),
         seq_len=(128, 128, 256), lr=(3e-3, 3e-3, 2e-3), val_every=(25, 50, 100), curriculum=(16, 0, 0),
-        block=("stack", "residual", "residual"))
+        block=("stack", "residual", "residual"), conv=(0, 4, 4))
     d_model_given = args.d_model is not None
     for k, v in defaults.items():
         if getattr(args, k) is None:
@@ -207,7 +207,7 @@ def main(argv=None):
     gate_bias = tuple(float(v) for v in args.gate_bias.split(",")) if args.gate_bias else None
     model = SequenceModel(task.vocab_size, task.num_classes, args.rnn, args.d_model, args.hidden,
                           args.layers, args.heads, args.dropout, args.mode, args.block,
-                          args.mlp_ratio, gate_bias, args.out_gate, args.conv, args.conv_act).to(device)
+                          args.mlp_ratio, gate_bias, args.out_gate, args.conv).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01 if lm else 0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
