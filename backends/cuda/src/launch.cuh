@@ -129,6 +129,8 @@ void launch_sequential(const FwdArgs<S, R>& a, int segments, cudaStream_t stream
   constexpr int K = cell_traits<Cell>::K;
   // One warp of consecutive lanes per segment; without segments the wider
   // block of the one-thread-per-lane kernels.
+  static_assert(32 * tuning::max_sequential_segments <= 256 && tuning::sequential_block_threads <= 256,
+                "sequential_forward_kernel is compiled with __launch_bounds__(256)");
   const int lt = segments > 1 ? 32 : tuning::sequential_block_threads;
   const index_t blocks = (a.lanes + lt - 1) / lt;
   const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * K * sizeof(R) : 0;
