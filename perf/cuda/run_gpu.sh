@@ -2,7 +2,7 @@
 # What the GPU machine runs for issue 3 (binaries prebuilt for sm_90 in
 # .gpubin/ by the CI machine and carried over; see perf/README.md).
 # Usage: perf/cuda/run_gpu.sh [tests] [sanitize] [quick] [tune] [segments] [bench] [torch]
-# (segments: perf/cuda/experiments/segments.cu, built by hand into .gpubin/segments)
+# (segments: perf/cuda/experiments/segments.cu, CMake target flashrnn_exp_segments, in .gpubin/segments)
 set -u
 out="${OUT:-/tmp/flashrnn-out}"; mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/.gpubin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"

@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "catch.hpp"
+#include "activation_error.hpp"
 #include "cuda_test_support.hpp"
 #include "flashrnn/cuda/api.hpp"
 #include "flashrnn/flashrnn.hpp"
@@ -195,6 +197,64 @@ TEST_CASE("cuda forward fp32 / bf16 / fp16 within the error of plain stepping", 
     check_low_precision<cells::ParaLSTM, __nv_bfloat16>(2, T, H, 2e-3);
     check_low_precision<cells::ParaGRU, __half>(2, T, H, 5e-4);
   }
+}
+
+/// Spacing of S's values around v (bf16: 8 significant bits, fp16: 11).
+template <class S>
+double spacing(double v) {
+  const bool bf16 = std::is_same<S, __nv_bfloat16>::value;
+  int e = 0;
+  std::frexp(v, &e);
+  return std::max(std::ldexp(1.0, e - (bf16 ? 8 : 11)), bf16 ? 0x1p-133 : 0x1p-24);
+}
+
+/// 16-bit storage keeps the state in fp32 registers and rounds only what it
+/// writes, so every written state should be the fp64 trajectory rounded to
+/// S, but where the fp32 arithmetic lands across a rounding tie: then it is
+/// the other neighbour, and that must be rare. (Near zero a state computed
+/// from O(1) terms carries fp32's absolute error, up to ~2^-21, which can
+/// exceed S's spacing there; that much is allowed on top of one spacing.)
+/// Loose activations fail this: an error of 2^-11, tanh.approx's, would make
+/// a large share of fp16 values the other neighbour.
+template <class Cell, class S>
+void check_rounded_trajectory(index_t T, index_t H, double u_scale) {
+  Problem<Cell> pr(2, T, H, 5 + static_cast<unsigned>(T), u_scale);
+  pr.template round_to<S>();
+  const auto ref = pr.reference();
+  SolverOptions o;
+  o.mode = Mode::sequential;
+  const auto r = pr.template gpu<S>(o);
+  std::size_t ties = 0, far = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double got = to_d(r.states[i]);
+    if (got == to_d(to_s<S>(ref[i]))) continue;
+    ++ties;
+    if (std::fabs(got - ref[i]) > spacing<S>(ref[i]) + 0x1p-21 * std::max(1.0, std::fabs(ref[i]))) ++far;
+  }
+  const double share = double(ties) / double(ref.size());
+  INFO(Cell::name << (std::is_same<S, __half>::value ? " fp16" : " bf16") << " T=" << T << " u_scale=" << u_scale
+                  << ": " << ties << " of " << ref.size() << " states are the other neighbour (" << share
+                  << "), " << far << " farther");
+  CHECK(far == 0);
+  CHECK(share <= 0.002);  // measured on an H200: <= 5e-4 (fp16), <= 1.2e-4 (bf16)
+}
+
+TEST_CASE("cuda bf16 / fp16 states are the fp64 trajectory rounded to storage, ties aside", "[cuda][forward][rounding]") {
+  for (index_t T : {1000, 20000})
+    for (double u_scale : {1.5, 40.0}) {  // 40: sigmoid arguments far into saturation
+      check_rounded_trajectory<cells::ParaGRU, __nv_bfloat16>(T, 64, u_scale);
+      check_rounded_trajectory<cells::ParaGRU, __half>(T, 64, u_scale);
+      check_rounded_trajectory<cells::ParaLSTM, __nv_bfloat16>(T, 64, u_scale);
+      check_rounded_trajectory<cells::ParaLSTM, __half>(T, 64, u_scale);
+    }
+}
+
+TEST_CASE("cuda 16-bit sigmoid over every float", "[cuda][rounding]") {
+  const auto e = flashrnn_test::measure_sigmoid_16bit();
+  INFO("max relative error " << e.max_rel << " (at x = " << e.worst_x << "), wrong results " << e.wrong);
+  WARN("16-bit sigmoid: max relative error " << e.max_rel << " at x = " << e.worst_x);
+  CHECK(e.wrong == 0);
+  CHECK(e.max_rel <= 1e-5);
 }
 
 TEST_CASE("cuda forward of 2^20 steps", "[cuda][forward][long]") {

@@ -3,17 +3,18 @@
 // sequences cut into C = 1, 2, 4, 8 segments (forced through
 // detail::forward_async_with) against chunked Newton, B = 8. Reports ms and
 // GB/s of unavoidable I/O (read u once, write the states once) as a fraction
-// of the card's measured device-to-device copy bandwidth. Not built by CMake:
-//   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress=554 \
-//     -I core/include -I cells/include -I backends/cuda/include -I backends/cuda/src \
-//     -I bindings/cpp/include perf/cuda/experiments/segments.cu -o segments
-// Arguments: none (the grid below) or "quick" (three shapes).
+// of the card's measured device-to-device copy bandwidth. Built by CMake with
+// the perf targets (flashrnn_exp_segments), linked to the library so that it
+// times the kernels the library ships (e.g. its 16-bit activations).
+// Arguments: none (the grid below), "quick" (three shapes) or "profile" (one
+// launch each of four shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
 
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
-#include "launch.cuh"
+#include "flashrnn/cuda/api.hpp"
+#include "flashrnn/cuda/tuning.hpp"
 
 #include "common.cuh"
 
@@ -84,6 +85,47 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   CK(cudaDeviceSynchronize());
 }
 
+/// One launch (after one warm-up launch) of the sequential forward at a
+/// forced segment count, for a profiler.
+template <class Cell, class S>
+void profile_once(const char* dtype, int H, long T, int C) {
+  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
+  const int B = 8;
+  const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
+  S *u, *p, *st;
+  CK(cudaMalloc(&u, nu * sizeof(S)));
+  CK(cudaMalloc(&st, ns * sizeof(S)));
+  CK(cudaMalloc(&p, size_t(P) * H * sizeof(S)));
+  fill_kernel<<<1024, 256>>>(u, nu, 1.5f, 1);
+  fill_kernel<<<64, 256>>>(p, size_t(P) * H, 0.9f, 3);
+  SolverOptions o;
+  o.check_finite = false;
+  o.mode = Mode::sequential;
+  auto launch = [&] {
+    cuda::detail::forward_async_with<Cell, S>(batch_first<const S>(u, B, T, G, H), param_view<const S>(p, P, H), {},
+                                              batch_first(st, B, T, K, H), {}, o, nullptr, C, nullptr);
+  };
+  launch();
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  cudaEventRecord(a);
+  launch();
+  cudaEventRecord(b);
+  CK(cudaEventSynchronize(b));
+  float ms;
+  cudaEventElapsedTime(&ms, a, b);
+  std::printf("profile %-8s %s lanes=%d T=%ld C=%d  %.3f ms\n", Cell::name, dtype, B * H, T, C, ms);
+  for (S* x : {u, p, st}) cudaFree(x);
+}
+
+void profile() {
+  profile_once<cells::ParaGRU, float>("fp32", 8192, 2048, 1);
+  profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 8192, 2048, 1);
+  profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 1024, 2048, 8);
+  profile_once<cells::ParaLSTM, float>("fp32", 8192, 2048, 1);
+}
+
 void run(bool quick) {
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);
@@ -105,4 +147,7 @@ void run(bool quick) {
 }
 }  // namespace xb
 
-int main(int argc, char** argv) { xb::run(argc > 1 && !std::strcmp(argv[1], "quick")); }
+int main(int argc, char** argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
+  xb::run(argc > 1 && !std::strcmp(argv[1], "quick"));
+}
