@@ -240,11 +240,20 @@ TEST_CASE("bad input: non-finite inputs and options", "[bad_input]") {
     CHECK(rep.converged);
     CHECK(max_abs_diff(f.states.canonical(), reference_states<Fixture::Cell, double>(f.pr, true)) <= 1e-9);
   }
-  SECTION("chunk_length, atol / rtol") {
+  SECTION("chunk_length, sequential_segments, atol / rtol") {
     Fixture f;
     f.opts.chunk_length = -1;
     expect_invalid([&] { f.run(); }, {arg("options.chunk_length")});
     f.opts.chunk_length = 0;
+    for (int segs : {-1, flashrnn::max_sequential_segments + 1}) {
+      f.opts.sequential_segments = segs;
+      expect_invalid([&] { f.run(); },
+                     {arg("options.sequential_segments"), "0 (tuned) to 8",
+                      "got " + std::to_string(segs)});
+    }
+    f.opts.sequential_segments = 3;  // in range: the CPU ignores it
+    CHECK(f.run().converged);
+    f.opts.sequential_segments = 0;
     f.opts.atol = std::numeric_limits<double>::quiet_NaN();
     expect_invalid([&] { f.run(); }, {arg("options.atol/rtol")});
     f.opts.atol = -1, f.opts.rtol = std::numeric_limits<double>::quiet_NaN();

@@ -43,7 +43,8 @@ def test_opcheck():
     u = torch.randn(6, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     p = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.flashrnn.cell_forward.default,
-                          (u, p, None, "para_gru", "newton", 50, -1.0, -1.0, 1.0, 0,
+                          # ..., chunk_length=0, sequential_segments=3, on_nonconvergence, ...
+                          (u, p, None, "para_gru", "newton", 50, -1.0, -1.0, 1.0, 0, 3,
                            "fallback_sequential", True, "warn", 0))
 
 

@@ -177,3 +177,30 @@ def test_expanded_upstream_gradient():
     b = u.clone().requires_grad_(True)
     loop_reference("para_lstm", b, p, s0).sum().backward()
     torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_sequential_segments_validated_and_ignored_on_cpu():
+    # SolverOptions rejects values outside 0..8 (the CUDA kernel's limit), naming the field.
+    for bad in (-1, 9, 2.0, True, None):
+        with pytest.raises(ValueError, match=rf"sequential_segments.*got {bad!r}"):
+            flashrnn.SolverOptions(sequential_segments=bad)
+    assert flashrnn.SolverOptions().sequential_segments == 0
+    assert flashrnn.SolverOptions(sequential_segments=8).native_kwargs()["sequential_segments"] == 8
+    from flashrnn import _C
+    assert _C.max_sequential_segments == flashrnn._ext.MAX_SEQUENTIAL_SEGMENTS == 8
+    # The native check is there too (every backend), for callers of _C directly.
+    u, p, _ = make("para_gru", T=6, B=2, H=4)
+    dl = torch.utils.dlpack.to_dlpack
+    for bad in (-1, 9):
+        with pytest.raises(ValueError, match=rf"argument 'options.sequential_segments'.*got {bad}"):
+            _C.forward("para_gru", dl(u), dl(p[None, None]), None, dl(u.new_empty(6, 2, 1, 4)),
+                       None, sequential_segments=bad)
+    # The CPU ignores it: bitwise the same states as the default, in every mode.
+    for cell in CELLS:
+        u, p, s0 = make(cell)
+        for mode in MODES:
+            ref, _ = flashrnn.cell_solve(cell, u, p, s0, flashrnn.SolverOptions(mode=mode))
+            for segs in (1, 3, 8):
+                states, _ = flashrnn.cell_solve(
+                    cell, u, p, s0, flashrnn.SolverOptions(mode=mode, sequential_segments=segs))
+                assert torch.equal(states, ref), (cell, mode, segs)

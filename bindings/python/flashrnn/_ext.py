@@ -41,6 +41,9 @@ MODES = ("auto", "sequential", "newton", "newton_chunked")
 POLICIES = ("fallback_sequential", "raise", "keep_last_iterate")
 REPORTING = ("warn", "raise", "ignore")
 _MODE_CODE = {m: i for i, m in enumerate(MODES)}
+#: Largest SolverOptions.sequential_segments (flashrnn::max_sequential_segments:
+#: the CUDA backend's segmented sequential kernel's limit).
+MAX_SEQUENTIAL_SEGMENTS = 8
 
 
 def ext():
@@ -60,7 +63,13 @@ class SolverOptions:
     mode: 'auto' (backend's tuning table), 'sequential', 'newton', 'newton_chunked'.
     max_iters: Newton iterations at most. atol/rtol: stopping tolerances
     (None = the precision's default). damping in (0, 1]. chunk_length: steps
-    per chunk for 'newton_chunked' (0 = automatic). on_nonconvergence (what
+    per chunk for 'newton_chunked' (0 = automatic). sequential_segments (CUDA
+    backend, mode 'sequential' or 'auto' picking it): segments each lane's
+    sequence is cut into by the exact segmented sequential kernel; 0 = the
+    backend's tuned choice (default), 1 = one thread per lane (plain stepping,
+    best for cells with very long memory, where segments cost up to ~2x), up
+    to 8; results are bitwise identical for every value, only speed differs;
+    other backends ignore it. on_nonconvergence (what
     the solver does with lanes that did not converge): 'fallback_sequential'
     (default: recompute them by exact sequential stepping), 'raise'
     (ConvergenceError before any fallback), 'keep_last_iterate'.
@@ -78,6 +87,7 @@ class SolverOptions:
     rtol: Optional[float] = None
     damping: float = 1.0
     chunk_length: int = 0
+    sequential_segments: int = 0
     on_nonconvergence: str = "fallback_sequential"
     check_finite: bool = True
     num_threads: int = 0
@@ -96,6 +106,12 @@ class SolverOptions:
             raise ValueError(f"flashrnn: max_iters must be an int >= 1, got {self.max_iters!r}")
         if not (0.0 < float(self.damping) <= 1.0):
             raise ValueError(f"flashrnn: damping must be in (0, 1], got {self.damping!r}")
+        v = self.sequential_segments
+        if (not isinstance(v, int) or isinstance(v, bool)
+                or not 0 <= v <= MAX_SEQUENTIAL_SEGMENTS):
+            raise ValueError(f"flashrnn: sequential_segments must be an int in "
+                             f"0..{MAX_SEQUENTIAL_SEGMENTS} (0 = the backend's tuned choice), "
+                             f"got {v!r}")
         for name in ("atol", "rtol"):
             v = getattr(self, name)
             if v is not None and not (float(v) >= 0.0):
@@ -106,6 +122,7 @@ class SolverOptions:
                     atol=-1.0 if self.atol is None else float(self.atol),
                     rtol=-1.0 if self.rtol is None else float(self.rtol),
                     damping=float(self.damping), chunk_length=int(self.chunk_length),
+                    sequential_segments=int(self.sequential_segments),
                     on_nonconvergence=self.on_nonconvergence,
                     check_finite=bool(self.check_finite))
 

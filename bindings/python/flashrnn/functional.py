@@ -130,16 +130,21 @@ if HAS_LIBRARY_OPS:  # pragma: no cover - Debian's torch 1.13 takes the other br
     @torch.library.custom_op("flashrnn::cell_forward", mutates_args=())
     def _op_forward(u: torch.Tensor, p: torch.Tensor, s0: Optional[torch.Tensor], cell: str,
                     mode: str, max_iters: int, atol: float, rtol: float, damping: float,
-                    chunk_length: int, on_nonconvergence: str, check_finite: bool,
-                    report_nonconvergence: str, num_threads: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        opts = SolverOptions(mode, max_iters, None if atol < 0 else atol,
-                             None if rtol < 0 else rtol, damping, chunk_length,
-                             on_nonconvergence, check_finite, num_threads, report_nonconvergence)
+                    chunk_length: int, sequential_segments: int, on_nonconvergence: str,
+                    check_finite: bool, report_nonconvergence: str,
+                    num_threads: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        opts = SolverOptions(mode=mode, max_iters=max_iters, atol=None if atol < 0 else atol,
+                             rtol=None if rtol < 0 else rtol, damping=damping,
+                             chunk_length=chunk_length, sequential_segments=sequential_segments,
+                             on_nonconvergence=on_nonconvergence, check_finite=check_finite,
+                             num_threads=num_threads,
+                             report_nonconvergence=report_nonconvergence)
         return _forward_impl(u, p, s0, cell, opts)
 
     @_op_forward.register_fake
     def _(u, p, s0, cell, mode, max_iters, atol, rtol, damping, chunk_length,
-          on_nonconvergence, check_finite, report_nonconvergence, num_threads):
+          sequential_segments, on_nonconvergence, check_finite, report_nonconvergence,
+          num_threads):
         K = _dims(cell)[0]
         T, B, _, H = u.shape
         return u.new_empty((T, B, K, H)), torch.empty(REPORT_SIZE, dtype=torch.float64)
@@ -169,7 +174,8 @@ if HAS_LIBRARY_OPS:  # pragma: no cover - Debian's torch 1.13 takes the other br
         if grad_states is None:
             grad_states = torch.zeros_like(states)
         gu, gp, gs0 = _op_backward(u, p, s0, states, grad_states, ctx.cell, ctx.num_threads)
-        return (gu, gp, gs0 if ctx.has_s0 else None) + (None,) * 11
+        # One gradient per _op_forward input: u, p, s0, then None for the 12 options.
+        return (gu, gp, gs0 if ctx.has_s0 else None) + (None,) * 12
 
     _op_forward.register_autograd(_op_autograd, setup_context=_setup_context)
 
@@ -202,8 +208,9 @@ def cell_solve(cell: str, u: torch.Tensor, p: torch.Tensor, s0: Optional[torch.T
     if HAS_LIBRARY_OPS:
         kw = opts.native_kwargs()
         return _op_forward(u, p, s0, cell, kw["mode"], kw["max_iters"], kw["atol"], kw["rtol"],
-                           kw["damping"], kw["chunk_length"], kw["on_nonconvergence"],
-                           kw["check_finite"], opts.report_nonconvergence, opts.num_threads)
+                           kw["damping"], kw["chunk_length"], kw["sequential_segments"],
+                           kw["on_nonconvergence"], kw["check_finite"],
+                           opts.report_nonconvergence, opts.num_threads)
     return _CellFunction.apply(u, p, s0, cell, opts)
 
 

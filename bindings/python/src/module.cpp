@@ -181,8 +181,8 @@ py::dict report_dict(const flashrnn::SolveReport& r) {
 py::dict forward(const std::string& cell, py::handle u, py::handle p, py::handle s0,
                  py::handle states, py::handle final_state, const std::string& mode,
                  int max_iters, double atol, double rtol, double damping, index_t chunk_length,
-                 const std::string& on_nonconvergence, bool check_finite, int num_threads,
-                 std::uintptr_t stream) {
+                 int sequential_segments, const std::string& on_nonconvergence,
+                 bool check_finite, int num_threads, std::uintptr_t stream) {
   const char* fn = "flashrnn._C.forward";
   Arg au = tensor_arg(fn, "u", u), ap = tensor_arg(fn, "p", p), as0 = tensor_arg(fn, "s0", s0),
       ast = tensor_arg(fn, "states", states), afs = tensor_arg(fn, "final_state", final_state);
@@ -193,6 +193,7 @@ py::dict forward(const std::string& cell, py::handle u, py::handle p, py::handle
   o.rtol = rtol;
   o.damping = damping;
   o.chunk_length = chunk_length;
+  o.sequential_segments = sequential_segments;
   o.on_nonconvergence = policy_of(on_nonconvergence);
   o.check_finite = check_finite;
   const auto kind = cell_of(cell);
@@ -325,11 +326,13 @@ PYBIND11_MODULE(_C, m) {
       PyErr_SetString(PyExc_RuntimeError, ex.what());
     }
   });
+  m.attr("max_sequential_segments") = flashrnn::max_sequential_segments;
 
   m.def("forward", &forward, py::arg("cell"), py::arg("u"), py::arg("p"), py::arg("s0"),
         py::arg("states"), py::arg("final_state"), py::arg("mode") = "auto",
         py::arg("max_iters") = 50, py::arg("atol") = -1.0, py::arg("rtol") = -1.0,
         py::arg("damping") = 1.0, py::arg("chunk_length") = 0,
+        py::arg("sequential_segments") = 0,
         py::arg("on_nonconvergence") = "fallback_sequential", py::arg("check_finite") = true,
         py::arg("num_threads") = 0, py::arg("stream") = 0,
         "Solves the recurrence; tensors are 4-D (steps, batch, channels, units) DLPack tensors "

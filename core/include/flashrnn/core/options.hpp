@@ -22,6 +22,10 @@ enum class OnNonConvergence {
   keep_last_iterate,    ///< return the last iterate; the report says converged = false
 };
 
+/// Largest SolverOptions::sequential_segments: the limit of the CUDA backend's
+/// exact segmented sequential kernel (segments per lane).
+constexpr int max_sequential_segments = 8;
+
 struct SolverOptions {
   Mode mode = Mode::automatic;
   int max_iters = 50;  ///< Newton iterations at most (>= 1)
@@ -33,6 +37,12 @@ struct SolverOptions {
   double damping = 1.0;
   /// Steps per chunk for newton_chunked; 0 lets the backend choose.
   index_t chunk_length = 0;
+  /// CUDA backend, Mode::sequential (also when automatic picks it): segments
+  /// each lane's sequence is cut into by the exact segmented sequential kernel;
+  /// 0 = the backend's tuned choice, 1 = one thread per lane (plain stepping,
+  /// best for cells with very long memory), up to max_sequential_segments.
+  /// Results are bitwise identical for every value; other backends ignore it.
+  int sequential_segments = 0;
   OnNonConvergence on_nonconvergence = OnNonConvergence::fallback_sequential;
   /// Reject non-finite inputs and parameters up front (one extra read of them).
   bool check_finite = true;

@@ -100,6 +100,9 @@ inline void check_options(const char* where, const SolverOptions& o) {
     fail_argument(where, "options.damping", "a value in (0, 1]", o.damping);
   if (o.chunk_length < 0)
     fail_argument(where, "options.chunk_length", ">= 0 (0 = automatic)", o.chunk_length);
+  if (o.sequential_segments < 0 || o.sequential_segments > max_sequential_segments)
+    fail_argument(where, "options.sequential_segments",
+                  concat("0 (tuned) to ", max_sequential_segments), o.sequential_segments);
   if (std::isnan(o.atol) || std::isnan(o.rtol))
     fail_argument(where, "options.atol/rtol", "numbers (negative = default)", "NaN");
 }
