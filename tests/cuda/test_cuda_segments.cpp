@@ -57,18 +57,24 @@ struct Problem {
     s0.upload(sh);
   }
 
-  /// Sequential forward with `segments` segments; returns states then final state (raw bytes).
-  std::vector<unsigned char> solve(int segments, int* input_nonfinite = nullptr) {
+  static SolverOptions sequential_options() {
+    SolverOptions o;
+    o.mode = Mode::sequential;
+    return o;
+  }
+
+  /// Sequential forward with `segments` segments and `burn_in` steps of
+  /// start guessing (-1: tuned); returns states then final state (raw bytes).
+  std::vector<unsigned char> solve(int segments, int* input_nonfinite = nullptr, int burn_in = -1,
+                                   SolverOptions o = sequential_options()) {
     REQUIRE(cudaMemset(st.ptr, 0xff, st.n * sizeof(S)) == cudaSuccess);  // NaN bytes: stale output cannot pass
     REQUIRE(cudaMemset(fin.ptr, 0xff, fin.n * sizeof(S)) == cudaSuccess);
     DeviceBuffer<cuda::DeviceReport> rep(1);
-    SolverOptions o;
-    o.mode = Mode::sequential;
     const Mode used = cuda::detail::forward_async_with<Cell, S>(
         batch_first<const S>(u.ptr, B, T, G, H), param_view<const S>(p.ptr, P, H),
         state_view<const S>(s0.ptr, B, K, H), batch_first(st.ptr, B, T, K, H), state_view(fin.ptr, B, K, H), o,
-        rep.ptr, segments, nullptr);
-    REQUIRE(used == Mode::sequential);
+        rep.ptr, segments, burn_in, nullptr);
+    REQUIRE((o.mode == Mode::automatic || used == o.mode));
     REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
     if (input_nonfinite) *input_nonfinite = rep.download()[0].input_nonfinite;
     const auto a = st.download(), f = fin.download();
@@ -85,10 +91,14 @@ void check_bitwise(Inputs inputs = Inputs::random) {
     for (index_t H : {1, 33, 100}) {
       Problem<Cell, S> prob(2, T, H, inputs, static_cast<unsigned>(T * 131 + H));
       const auto whole = prob.solve(1);
-      for (int C : {2, 3, 5, cuda::tuning::max_sequential_segments}) {
-        INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C);
-        CHECK(prob.solve(C) == whole);
-      }
+      for (int C : {2, 3, 5, cuda::tuning::max_sequential_segments})
+        // Burn-in: none (start guess 0), shorter than a prefetch block, the
+        // tuned length, and reaching back to step 0 (the guess is exact).
+        for (int burn_in : {0, 5, -1, 400}) {
+          INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C
+                          << " burn_in=" << burn_in);
+          CHECK(prob.solve(C, nullptr, burn_in) == whole);
+        }
     }
   }
 }
@@ -118,9 +128,8 @@ TEST_CASE("cuda segmented sequential forward: a cell that never forgets takes ev
 }
 
 TEST_CASE("cuda segmented sequential forward: slowly merging segments", "[cuda][forward][segments]") {
-  // Merging takes longer than a provisional start's dry run (tuning::
-  // speculative_correction_steps) but often less than a segment: corrections
-  // wait for their round and then stop part-way.
+  // Merging takes longer than the burn-in but often less than a segment:
+  // corrections wait for their round and then stop part-way.
   check_bitwise<cells::ParaGRU, float>(Inputs::slow);
   check_bitwise<cells::ParaGRU, __nv_bfloat16>(Inputs::slow);
   check_bitwise<cells::ParaGRU, double>(Inputs::slow);
@@ -140,10 +149,28 @@ TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any se
   CHECK(flagged == 1);
 }
 
+TEST_CASE("cuda SolverOptions::sequential_segments picks the segment count, same bits", "[cuda][forward][segments]") {
+  Problem<cells::ParaGRU, float> prob(2, 3000, 64, Inputs::random, 11);
+  const auto tuned = prob.solve(0);
+  for (int c : {1, 3, cuda::tuning::max_sequential_segments}) {
+    SolverOptions o;
+    o.mode = Mode::sequential;
+    o.sequential_segments = c;
+    INFO("sequential_segments=" << c);
+    CHECK(prob.solve(0, nullptr, -1, o) == tuned);
+    o.mode = Mode::automatic;  // 128 lanes, T = 3000: auto picks chunked Newton, which ignores it
+    CHECK_NOTHROW(prob.solve(0, nullptr, -1, o));
+  }
+  SolverOptions bad;
+  bad.sequential_segments = cuda::tuning::max_sequential_segments + 1;
+  CHECK_THROWS_AS(prob.solve(0, nullptr, -1, bad), InvalidArgument);
+}
+
 TEST_CASE("cuda segmented sequential forward rejects a segment count out of range", "[cuda][forward][segments][errors]") {
   Problem<cells::ParaGRU, float> prob(1, 10, 4, Inputs::random, 3);
   CHECK_THROWS_AS(prob.solve(cuda::tuning::max_sequential_segments + 1), InvalidArgument);
   CHECK_THROWS_AS(prob.solve(-1), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve(2, nullptr, -2), InvalidArgument);
 }
 
 TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda][segments]") {

@@ -107,6 +107,7 @@ struct FwdArgs {
   int* flags;  // n_seg x n_tiles: 1 once carry of (segment, tile) is written
   int* counter;
   DeviceReport* rep;
+  int burn_in = 0;  // sequential forward: steps before a segment that make its start guess
 };
 
 template <class S, class R>

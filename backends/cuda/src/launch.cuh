@@ -163,13 +163,13 @@ template <class Cell, class S>
 Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                    View<S> final_state, const SolverOptions& options, DeviceReport* report,
                    cudaStream_t stream) {
-  return detail::forward_async_with<Cell, S>(u, p, s0, states, final_state, options, report, 0, stream);
+  return detail::forward_async_with<Cell, S>(u, p, s0, states, final_state, options, report, 0, -1, stream);
 }
 
 template <class Cell, class S>
 Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                                 View<S> final_state, const SolverOptions& options,
-                                DeviceReport* report, int segments, cudaStream_t stream) {
+                                DeviceReport* report, int segments, int burn_in, cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K;
   constexpr const char* where = "flashrnn::cuda::forward";
@@ -181,6 +181,7 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
     flashrnn::detail::fail_argument(where, "segments",
                                     flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
                                     segments);
+  if (burn_in < -1) flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", burn_in);
   detail::check_device(where, "u", u);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s0", s0);
@@ -200,8 +201,11 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
                           static_cast<int>(options.on_nonconvergence), nullptr, nullptr, nullptr,
                           report};
   if (mode == Mode::sequential) {
-    const int C = segments > 0 ? static_cast<int>(std::min<index_t>(segments, std::max<index_t>(T, 1)))
-                               : tuning::sequential_segments(lanes, T);
+    // Forced by the caller, else by the options, else tuned.
+    const int forced = segments > 0 ? segments : options.sequential_segments;
+    const int C = forced > 0 ? static_cast<int>(std::min<index_t>(forced, std::max<index_t>(T, 1)))
+                             : tuning::sequential_segments(lanes, T);
+    a.burn_in = burn_in >= 0 ? burn_in : tuning::sequential_burn_in;
     detail::launch_sequential<Cell, S, R>(a, C, stream);
     return mode;
   }
@@ -384,7 +388,7 @@ void step(View<const S> u_t, View<const S> p, View<const S> s_prev, View<S> s_ne
   template flashrnn::Mode flashrnn::cuda::detail::forward_async_with<CELL, S>(                   \
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&,                      \
-      flashrnn::cuda::DeviceReport*, int, cudaStream_t);                                          \
+      flashrnn::cuda::DeviceReport*, int, int, cudaStream_t);                                     \
   template flashrnn::SolveReport flashrnn::cuda::forward<CELL, S>(                               \
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&, cudaStream_t);       \

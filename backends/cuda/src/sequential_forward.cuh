@@ -157,6 +157,17 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
   }
   const index_t len = (a.T + C - 1) / C;
   const index_t t0 = min(a.T, c * len), t1 = min(a.T, t0 + len);
+  if (active && c > 0 && a.burn_in > 0) {
+    // The start guess: the last burn_in steps before t0 from zero (from s0
+    // when they reach back to step 0, which makes the guess exact).
+    const index_t tb = max(index_t(0), t0 - a.burn_in);
+#pragma unroll
+    for (int k = 0; k < K; ++k) s[k] = tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
+    R unused = R(0);
+    step_range<Cell, S, R, D, false, false>(u, st, p, tb, t0, s, nullptr, unused);
+#pragma unroll
+    for (int k = 0; k < K; ++k) start[k] = s[k];
+  }
   if (active) step_range<Cell, S, R, D, false, Write>(u, st, p, t0, t1, s, nullptr, probe);
   if (C > 1) {
     R* ends = reinterpret_cast<R*>(sequential_smem);

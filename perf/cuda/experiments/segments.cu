@@ -1,13 +1,14 @@
 // Experiment behind tuning::sequential_segments and choose_mode (perf/README.md,
 // "Segmented sequential forward"): the sequential forward with its lanes'
-// sequences cut into C = 1, 2, 4, 8 segments (forced through
-// detail::forward_async_with) against chunked Newton, B = 8. Reports ms and
+// sequences cut into C = 1, 2, 4, 8 segments with no burn-in, then the tuned C
+// with the start of each segment guessed from 16 .. 128 burn-in steps (forced
+// through detail::forward_async_with), against chunked Newton, B = 8. Reports ms and
 // GB/s of unavoidable I/O (read u once, write the states once) as a fraction
 // of the card's measured device-to-device copy bandwidth. Built by CMake with
 // the perf targets (flashrnn_exp_segments), linked to the library so that it
 // times the kernels the library ships (e.g. its 16-bit activations).
 // Arguments: none (the grid below), "quick" (three shapes) or "profile" (one
-// launch each of four shapes, for ncu --kernel-name regex:sequential_forward).
+// launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
 
@@ -66,19 +67,27 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   if (update_gate != 0.0f) std::printf(" u_z=%g", update_gate);
   std::printf(" lanes=%-6d T=%-6ld", B * H, T);
   float best = 1e30f;
-  for (int C : {1, 2, 4, 8}) {
-    o.mode = Mode::sequential;
+  o.mode = Mode::sequential;
+  for (int C : {1, 2, 4, 8}) {  // no burn-in: segments start from 0
     const float ms = median_ms([&] {
-      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, C, nullptr);
+      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, C, 0, nullptr);
     });
     best = std::min(best, ms);
-    std::printf("  C%d %7.3f", C, ms);
+    std::printf("  C%d %6.3f", C, ms);
+  }
+  std::printf("  burn-in");
+  for (int w : {16, 32, 64, 128}) {  // the tuned segment count, start guessed from w steps
+    const float ms = median_ms([&] {
+      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, 0, w, nullptr);
+    });
+    best = std::min(best, ms);
+    std::printf(" %d:%6.3f", w, ms);
   }
   o.mode = Mode::newton_chunked;
   const float chunked = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
   o.mode = Mode::sequential;
   const float tuned = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
-  std::printf("  chunked %7.3f  tuned(C=%d) %7.3f ms = %5.1f%% of copy; best seq %5.1f%%\n", chunked,
+  std::printf("  chunked %6.3f  tuned(C=%d) %6.3f ms = %5.1f%% of copy; best seq %5.1f%%\n", chunked,
               cuda::tuning::sequential_segments(index_t(B) * H, T), tuned, 100.0 * gb / (tuned * 1e-3) / peak,
               100.0 * gb / (best * 1e-3) / peak);
   for (S* x : {u, p, st}) cudaFree(x);
@@ -103,7 +112,7 @@ void profile_once(const char* dtype, int H, long T, int C) {
   o.mode = Mode::sequential;
   auto launch = [&] {
     cuda::detail::forward_async_with<Cell, S>(batch_first<const S>(u, B, T, G, H), param_view<const S>(p, P, H), {},
-                                              batch_first(st, B, T, K, H), {}, o, nullptr, C, nullptr);
+                                              batch_first(st, B, T, K, H), {}, o, nullptr, C, -1, nullptr);
   };
   launch();
   cudaEvent_t a, b;
@@ -124,6 +133,7 @@ void profile() {
   profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 8192, 2048, 1);
   profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 1024, 2048, 8);
   profile_once<cells::ParaLSTM, float>("fp32", 8192, 2048, 1);
+  profile_once<cells::ParaLSTM, __nv_bfloat16>("bf16", 1024, 2048, 8);
 }
 
 void run(bool quick) {

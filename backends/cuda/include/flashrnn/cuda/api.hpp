@@ -58,12 +58,13 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
                    cudaStream_t stream);
 
 namespace detail {
-/// forward_async with Mode::sequential's segment count forced (1 to
-/// tuning::max_sequential_segments; 0 = tuned), for tests and benchmarks.
+/// forward_async with Mode::sequential's segment count (1 to
+/// tuning::max_sequential_segments; 0 = tuned) and burn-in steps (>= 0;
+/// -1 = tuned) forced, for tests and benchmarks.
 template <class Cell, class S>
 Mode forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                         View<S> final_state, const SolverOptions& options, DeviceReport* report,
-                        int segments, cudaStream_t stream);
+                        int segments, int burn_in, cudaStream_t stream);
 }  // namespace detail
 
 /// Solves the recurrence for all B*H lanes (see flashrnn::forward) and returns

@@ -14,14 +14,31 @@ namespace tuning {
 constexpr int block_threads = 256;
 /// Threads per block of the one-thread-per-lane kernels.
 constexpr int sequential_block_threads = 64;
-/// Steps each thread prefetches ahead in the sequential kernels.
+/// Steps each thread prefetches ahead in the sequential kernels (a macro only
+/// so that experiments can build the library with another depth).
+#ifdef FLASHRNN_CUDA_SEQUENTIAL_PREFETCH
+constexpr int sequential_prefetch = FLASHRNN_CUDA_SEQUENTIAL_PREFETCH;
+#else
 constexpr int sequential_prefetch = 8;
+#endif
 /// Most segments the sequential forward kernel cuts a lane's sequence into
 /// (one warp each: blocks of 32 x segments threads).
-constexpr int max_sequential_segments = 8;
+/// (The limit SolverOptions::sequential_segments is validated against.)
+constexpr int max_sequential_segments = flashrnn::max_sequential_segments;
 /// Shortest segment worth its correction pass (which costs the steps until
 /// the guessed and the true trajectory merge: tens for contracting cells).
 constexpr index_t min_segment_steps = 64;
+
+/// Steps a segment of the sequential forward kernel (but the first) steps
+/// before its start, from zero and without writing, to guess its start state.
+/// A contracting cell forgets the zero within tens of steps, so the guess is
+/// mostly already exact and the segment skips its correction pass (which
+/// steps two trajectories side by side until they merge). Measured on an
+/// NVIDIA H200 (perf/cuda/experiments/segments.cu, burn-in 16/32/64/128 at
+/// the tuned segment count; perf/README.md): 32 is best or within 2 % of it
+/// at T >= 2048, up to 10 % faster than none (ParaLSTM fp32, 8192 lanes);
+/// 128 costs up to 20 % at T = 512.
+constexpr int sequential_burn_in = 32;
 
 /// Segments of the sequential forward kernel (sequential_forward.cuh): enough
 /// that lanes x segments reach 65536 threads (~16 warps on each SM of an
