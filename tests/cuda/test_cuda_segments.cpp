@@ -158,8 +158,8 @@ TEST_CASE("cuda SolverOptions::sequential_segments picks the segment count, same
     o.sequential_segments = c;
     INFO("sequential_segments=" << c);
     CHECK(prob.solve(0, nullptr, -1, o) == tuned);
-    o.mode = Mode::automatic;  // 128 lanes, T = 3000: auto picks chunked Newton, which ignores it
-    CHECK_NOTHROW(prob.solve(0, nullptr, -1, o));
+    o.mode = Mode::automatic;  // picks the segmented kernel too
+    CHECK(prob.solve(0, nullptr, -1, o) == tuned);
   }
   SolverOptions bad;
   bad.sequential_segments = cuda::tuning::max_sequential_segments + 1;

@@ -7,7 +7,8 @@
 // of the card's measured device-to-device copy bandwidth. Built by CMake with
 // the perf targets (flashrnn_exp_segments), linked to the library so that it
 // times the kernels the library ships (e.g. its 16-bit activations).
-// Arguments: none (the grid below), "quick" (three shapes) or "profile" (one
+// Arguments: none (the grid below), "quick" (three shapes), "few" (64-512
+// lanes, T up to 65536) or "profile" (one
 // launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
@@ -136,9 +137,17 @@ void profile() {
   profile_once<cells::ParaLSTM, __nv_bfloat16>("bf16", 1024, 2048, 8);
 }
 
-void run(bool quick) {
+void run(bool quick, bool few) {
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  if (few) {  // below 1024 lanes, where Mode::automatic picks chunked Newton for T >= 1024
+    for (int H : {8, 32, 64})
+      for (long T : {2048L, 8192L, 65536L}) {
+        shape<cells::ParaGRU, float>("fp32", H, T, peak);
+        shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      }
+    return;
+  }
   // Slow memory first: nothing merges (u_z = -30, every round runs) or merging is slow.
   for (float gate : {-30.0f, -2.5f})
     for (int H : {128, 1024}) shape<cells::ParaGRU, float>("fp32", H, 2048, peak, gate);
@@ -159,5 +168,5 @@ void run(bool quick) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
-  xb::run(argc > 1 && !std::strcmp(argv[1], "quick"));
+  xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

@@ -43,10 +43,10 @@ constexpr int sequential_burn_in = 32;
 /// Segments of the sequential forward kernel (sequential_forward.cuh): enough
 /// that lanes x segments reach 65536 threads (~16 warps on each SM of an
 /// H100/H200). Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu,
-/// B = 8, ParaGRU fp32/bf16 and ParaLSTM fp32, T 512..8192; perf/README.md):
-/// one-segment time / tuned time is 2.9-5.9 at 1024-8192 lanes and T >= 2048,
-/// 1.7-2.5 at T = 512, 1.2-2.0 at 16384 lanes, 0.95-1.18 at 32768; at 65536
-/// lanes one segment is best (two cost 0.83-1.03x, eight up to 1.9x).
+/// B = 8, ParaGRU fp32/bf16 and ParaLSTM fp32, T 512..65536; perf/README.md):
+/// one-segment time / tuned time is 4.1-6.7 at 64-512 lanes, 2.1-5.9 at
+/// 1024-8192 lanes and T >= 2048, 1.35-2.2 at 16384 lanes, 1.06-1.41 at
+/// 32768; at 65536 lanes one segment is best (0.99-1.08).
 inline int sequential_segments(index_t lanes, index_t steps) {
   int c = 1;
   while (c < max_sequential_segments && lanes * c < 65536 && steps >= 2 * c * min_segment_steps) c *= 2;
@@ -68,19 +68,18 @@ inline int lanes_per_block(index_t lanes) {
   return lt;
 }
 
-/// Mode::automatic. The segmented sequential kernel reads u once, does no
-/// more arithmetic than stepping (plus the merge after each segment start),
-/// and is bitwise exact; chunked Newton reads u once too but does 4-7x the
-/// arithmetic. Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu,
-/// B = 8, default IEEE fp32 kernels; perf/README.md): chunked-Newton time /
-/// segmented time is 2.9-4.7 at every measured shape (1024-65536 lanes,
-/// T 512-8192, ParaGRU fp32/bf16 and ParaLSTM fp32). Below 1024 lanes
-/// (not measured with segments) the earlier table stands: chunked Newton wins
-/// there for T >= 1024 over one thread per lane (perf/cuda/results/bench_tune_h200.*).
-inline Mode choose_mode(index_t lanes, index_t steps, int /*state_dim*/) {
-  if (lanes >= 1024 || steps < 1024) return Mode::sequential;
-  return Mode::newton_chunked;
-}
+/// Mode::automatic: the segmented sequential kernel at every shape. It reads
+/// u once, does no more arithmetic than stepping (plus a 32-step burn-in per
+/// segment), and is bitwise exact; chunked Newton reads u once too but does
+/// 4-7x the arithmetic. Measured on an NVIDIA H200 after the burn-in and
+/// 16-bit activation changes (perf/cuda/experiments/segments.cu, B = 8,
+/// ParaGRU fp32/bf16 and ParaLSTM fp32; perf/README.md): chunked-Newton time
+/// / segmented time is 4.6-5.1 at 64-512 lanes (T 2048-65536) and 4.2-6.4 at
+/// 1024-65536 lanes (T 512-8192). Chunked Newton wins only where segments
+/// never merge (a cell that keeps its state for the whole sequence: 2.1x at
+/// 1024 lanes, 1.9x at 8192); such models pick Mode::newton_chunked or
+/// SolverOptions::sequential_segments = 1 themselves.
+inline Mode choose_mode(index_t /*lanes*/, index_t /*steps*/, int /*state_dim*/) { return Mode::sequential; }
 
 /// The backward counterpart: true for the one-thread-per-lane reverse sweep,
 /// false for the parallel adjoint (chunked reverse scan). Measured on an NVIDIA
