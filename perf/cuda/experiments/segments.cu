@@ -45,28 +45,46 @@ __global__ void set_update_gate(S* u, size_t steps_x_batch, int H, float value) 
     u[(i / H) * 3 * H + i % H] = S(value);  // gate 0 of batch_first (B, T, 3, H)
 }
 
+/// B = 8 lanes of H units over T steps on the device: random inputs (u in
+/// +-1.5, p in +-0.9, as bench_cuda), parameters and a state buffer.
+template <class Cell, class S>
+struct Problem {
+  static constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim, B = 8;
+  int H;
+  long T;
+  size_t nu, ns;
+  S *u = nullptr, *p = nullptr, *st = nullptr;
+  Problem(int h, long t) : H(h), T(t), nu(size_t(B) * t * G * h), ns(size_t(B) * t * K * h) {
+    CK(cudaMalloc(&u, nu * sizeof(S)));
+    CK(cudaMalloc(&st, ns * sizeof(S)));
+    CK(cudaMalloc(&p, size_t(P) * H * sizeof(S)));
+    fill_kernel<<<1024, 256>>>(u, nu, 1.5f, 1);
+    fill_kernel<<<64, 256>>>(p, size_t(P) * H, 0.9f, 3);
+  }
+  ~Problem() {
+    for (S* x : {u, p, st}) cudaFree(x);
+  }
+  Problem(const Problem&) = delete;
+  Problem& operator=(const Problem&) = delete;
+  View<const S> uv() const { return batch_first<const S>(u, B, T, G, H); }
+  View<const S> pv() const { return param_view<const S>(p, P, H); }
+  View<S> sv() const { return batch_first(st, B, T, K, H); }
+  double gigabytes() const { return double(nu + ns) * sizeof(S) / 1e9; }
+};
+
 template <class Cell, class S>
 void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.0f) {
-  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
-  const int B = 8;
-  const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
-  S *u, *p, *st;
-  CK(cudaMalloc(&u, nu * sizeof(S)));
-  CK(cudaMalloc(&st, ns * sizeof(S)));
-  CK(cudaMalloc(&p, size_t(P) * H * sizeof(S)));
-  fill_kernel<<<1024, 256>>>(u, nu, 1.5f, 1);
-  fill_kernel<<<64, 256>>>(p, size_t(P) * H, 0.9f, 3);
-  if (update_gate != 0.0f) set_update_gate<<<1024, 256>>>(u, size_t(B) * T, H, update_gate);
+  Problem<Cell, S> pr(H, T);
+  if (update_gate != 0.0f) set_update_gate<<<1024, 256>>>(pr.u, size_t(pr.B) * T, H, update_gate);
   CK(cudaDeviceSynchronize());
-  const auto uv = batch_first<const S>(u, B, T, G, H);
-  const auto pv = param_view<const S>(p, P, H);
-  const auto sv = batch_first(st, B, T, K, H);
+  const auto uv = pr.uv();
+  const auto pv = pr.pv();
+  const auto sv = pr.sv();
   SolverOptions o;
   o.check_finite = false;
-  const double gb = double(nu + ns) * sizeof(S) / 1e9;
   std::printf("%-8s %s", Cell::name, dtype);
   if (update_gate != 0.0f) std::printf(" u_z=%g", update_gate);
-  std::printf(" lanes=%-6d T=%-6ld", B * H, T);
+  std::printf(" lanes=%-6d T=%-6ld", pr.B * H, T);
   float best = 1e30f;
   o.mode = Mode::sequential;
   for (int C : {1, 2, 4, 8}) {  // no burn-in: segments start from 0
@@ -88,10 +106,10 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   const float chunked = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
   o.mode = Mode::sequential;
   const float tuned = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
+  const double gb = pr.gigabytes();
   std::printf("  chunked %6.3f  tuned(C=%d) %6.3f ms = %5.1f%% of copy; best seq %5.1f%%\n", chunked,
-              cuda::tuning::sequential_segments(index_t(B) * H, T), tuned, 100.0 * gb / (tuned * 1e-3) / peak,
+              cuda::tuning::sequential_segments(index_t(pr.B) * H, T), tuned, 100.0 * gb / (tuned * 1e-3) / peak,
               100.0 * gb / (best * 1e-3) / peak);
-  for (S* x : {u, p, st}) cudaFree(x);
   CK(cudaDeviceSynchronize());
 }
 
@@ -99,21 +117,12 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
 /// forced segment count, for a profiler.
 template <class Cell, class S>
 void profile_once(const char* dtype, int H, long T, int C) {
-  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
-  const int B = 8;
-  const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
-  S *u, *p, *st;
-  CK(cudaMalloc(&u, nu * sizeof(S)));
-  CK(cudaMalloc(&st, ns * sizeof(S)));
-  CK(cudaMalloc(&p, size_t(P) * H * sizeof(S)));
-  fill_kernel<<<1024, 256>>>(u, nu, 1.5f, 1);
-  fill_kernel<<<64, 256>>>(p, size_t(P) * H, 0.9f, 3);
+  Problem<Cell, S> pr(H, T);
   SolverOptions o;
   o.check_finite = false;
   o.mode = Mode::sequential;
   auto launch = [&] {
-    cuda::detail::forward_async_with<Cell, S>(batch_first<const S>(u, B, T, G, H), param_view<const S>(p, P, H), {},
-                                              batch_first(st, B, T, K, H), {}, o, nullptr, C, -1, nullptr);
+    cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, C, -1, nullptr);
   };
   launch();
   cudaEvent_t a, b;
@@ -125,8 +134,7 @@ void profile_once(const char* dtype, int H, long T, int C) {
   CK(cudaEventSynchronize(b));
   float ms;
   cudaEventElapsedTime(&ms, a, b);
-  std::printf("profile %-8s %s lanes=%d T=%ld C=%d  %.3f ms\n", Cell::name, dtype, B * H, T, C, ms);
-  for (S* x : {u, p, st}) cudaFree(x);
+  std::printf("profile %-8s %s lanes=%d T=%ld C=%d  %.3f ms\n", Cell::name, dtype, pr.B * H, T, C, ms);
 }
 
 void profile() {
