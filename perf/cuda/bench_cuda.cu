@@ -9,7 +9,7 @@
 // backward: read u, states, grad_states, write grad_u) and that rate over the
 // card's copy bandwidth, measured in the same run (cudaMemcpy device to device).
 //
-// Usage: bench_cuda [--quick] [--tune] [--json FILE] [--max-bytes GB] [--chunk L]
+// Usage: bench_cuda [--quick] [--tune] [--json FILE] [--max-bytes GB] [--chunk L] [--dtype bf16|fp32]
 // --tune: forward only, sequential vs chunked Newton, over a finer grid of
 // lanes (B = 8, H = 32 .. 4096) and T = 256 .. 65536: the data behind
 // Mode::automatic's table (backends/cuda/include/flashrnn/cuda/tuning.hpp).
@@ -203,6 +203,7 @@ void bench_shape(const char* dtype, int B, int H, long T, double max_gb, int rep
 
 int run(int argc, char** argv) {
   bool quick = false, tiny = false;
+  const char* only_dtype = nullptr;  // --dtype: rows of one storage type only
   double max_gb = 60;
   const char* json_path = nullptr;
   for (int i = 1; i < argc; ++i) {
@@ -212,7 +213,10 @@ int run(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     else if (!std::strcmp(argv[i], "--max-bytes") && i + 1 < argc) max_gb = std::atof(argv[++i]);
     else if (!std::strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) only_dtype = argv[++i];
   }
+  const bool bf16 = !only_dtype || !std::strcmp(only_dtype, "bf16");
+  const bool fp32 = !only_dtype || !std::strcmp(only_dtype, "fp32");
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   peak = tiny ? 1.0 : copy_bandwidth_gbs();
@@ -241,10 +245,10 @@ int run(int argc, char** argv) {
   for (int H : Hs)
     for (long T : Ts) {
       const int reps = T * H >= 8192L * 4096 ? 3 : 7;
-      bench_shape<cells::ParaGRU, __nv_bfloat16>("bf16", B, H, T, max_gb, reps);
-      bench_shape<cells::ParaGRU, float>("fp32", B, H, T, max_gb, reps);
-      bench_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", B, H, T, max_gb, reps);
-      bench_shape<cells::ParaLSTM, float>("fp32", B, H, T, max_gb, reps);
+      if (bf16) bench_shape<cells::ParaGRU, __nv_bfloat16>("bf16", B, H, T, max_gb, reps);
+      if (fp32) bench_shape<cells::ParaGRU, float>("fp32", B, H, T, max_gb, reps);
+      if (bf16) bench_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", B, H, T, max_gb, reps);
+      if (fp32) bench_shape<cells::ParaLSTM, float>("fp32", B, H, T, max_gb, reps);
     }
   if (json) {
     std::fprintf(json, "\n]}\n");
