@@ -1,16 +1,18 @@
 // The sequential forward kernel: exact stepping, one thread per lane and
 // segment of the sequence.
 //
-// One thread per lane is latency-bound (~0.14 us a step on an H100/H200) and
+// One thread per lane is latency-bound (~0.1 us a step on an H200) and
 // leaves most of the GPU idle when lanes are few. So the sequence may be cut
 // into C segments (blockDim.y = C, one warp of 32 consecutive lanes per
-// segment). Every segment is first stepped from a guessed start (zero; the
-// first from s0), then corrected: a segment whose start turns out different
+// segment). Every segment is first stepped from a guessed start (the first
+// from s0; the others from the state that a.burn_in steps before the segment,
+// stepped from zero, lead to, which for contracting cells is usually already
+// exact), then corrected: a segment whose start turns out different
 // steps the true trajectory and the guessed one side by side, writing the
 // true states, until the two are bitwise equal. From there on they are the
 // same computation on the same inputs, so the states already written are the
 // exact ones. Contracting cells merge within tens of steps, so the sequence
-// costs about T / C steps plus the merge. A segment that does not merge
+// costs about T / C steps plus the burn-in and the merge. A segment that does not merge
 // changes its end state and its successor is corrected again in the next
 // round; after C - 1 rounds every start is exact. The result is bitwise that
 // of stepping the whole sequence in one thread, whatever the cell does.
