@@ -1,6 +1,6 @@
-// Helpers shared by the standalone CUDA experiments in this folder (compiled
-// by hand with nvcc, see each file's header): error check, a deterministic
-// device fill, and a median-of-7 timer.
+// Helpers shared by the standalone CUDA experiments in this folder (each
+// file's header says how it is built): error check, a deterministic device
+// fill, a median-of-7 timer and the copy bandwidth.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -50,6 +50,18 @@ float median_ms(F f) {
   cudaEventDestroy(b);
   std::sort(ts.begin(), ts.end());
   return ts[3];
+}
+
+/// Device-to-device copy bandwidth in GB/s (reads + writes), 1 GiB each way.
+inline double copy_gbs() {
+  const size_t n = size_t(1) << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, n));
+  CK(cudaMalloc(&b, n));
+  const float ms = median_ms([&] { cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice); });
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * n / (ms * 1e6);
 }
 
 }  // namespace xb

@@ -107,17 +107,6 @@ float time_variant(const __nv_bfloat16* u, const __nv_bfloat16* p, __nv_bfloat16
   return median_ms([&] { forward_kernel<V><<<static_cast<unsigned>((threads + 63) / 64), 64>>>(u, p, st, B, T, H); });
 }
 
-double copy_gbs() {
-  const size_t n = size_t(1) << 30;
-  void *a, *b;
-  CK(cudaMalloc(&a, n));
-  CK(cudaMalloc(&b, n));
-  const float ms = median_ms([&] { cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice); });
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * n / (ms * 1e6);
-}
-
 void run() {
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);

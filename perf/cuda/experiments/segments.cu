@@ -23,18 +23,6 @@
 namespace xb {
 using namespace flashrnn;
 
-/// Device-to-device copy bandwidth in GB/s (reads + writes), 1 GiB each way.
-double copy_gbs() {
-  const size_t n = size_t(1) << 30;
-  void *a, *b;
-  CK(cudaMalloc(&a, n));
-  CK(cudaMalloc(&b, n));
-  const float ms = median_ms([&] { cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice); });
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * n / (ms * 1e6);
-}
-
 /// Slow memory for segments: ParaGRU's update-gate input set to `value` for
 /// every step and unit. -30: h never changes, so no corrected segment merges
 /// (the worst case); -2.5: z ~ 0.08, trajectories merge after a few hundred steps.
