@@ -21,11 +21,11 @@ FLASHRNN_HOST_DEVICE inline double abs(double x) { return ::fabs(x); }
 // the 16-bit kernels are bound by instructions, not bytes (ncu on an H200,
 // perf/README.md). Its relative error over every float with sigmoid >=
 // 2^-126 is at most 3.9e-6 (measured on an H200 by tests/cuda; the largest
-// errors are near x = -87, from rounding x log2 e), under 1/100 of fp16's
-// and 1/500 of bf16's rounding, so 16-bit results stay fp64 stepping rounded
-// to storage except in rare ties (tested). The inline namespace gives the two
-// variants different names, so translation units built with and without it
-// never mix them.
+// errors are near x = -87, from rounding x log2 e), 1/60 of fp16's and
+// 1/500 of bf16's smallest relative half-ulp, so 16-bit results stay fp64
+// stepping rounded to storage except in rare ties (tested). The inline
+// namespace gives the two variants different names, so translation units
+// built with and without it never mix them.
 #if defined(FLASHRNN_CUDA_16BIT_ACTIVATIONS)
 inline namespace activations_16bit {
 #else
