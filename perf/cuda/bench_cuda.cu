@@ -26,32 +26,15 @@
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
 #include "flashrnn/cuda/api.hpp"
+#include "experiments/common.cuh"  // CK, fill_kernel
 
 // No global using-directive: it would make flashrnn::math::exp ambiguous in
 // the CUDA headers nvcc appends to the translation unit.
 namespace bench {
 using namespace flashrnn;
 
-#define CK(x)                                                                         \
-  do {                                                                                \
-    cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
+using xb::fill_kernel;  // the experiments' deterministic fill (same inputs as they use)
 
-template <class S>
-__global__ void fill_kernel(S* x, size_t n, float scale, unsigned seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    h ^= h >> 15;
-    const float v = scale * (static_cast<float>(h & 0xffffff) / 8388608.0f - 1.0f);
-    x[i] = static_cast<S>(v);
-  }
-}
 template <class S>
 void fill(S* x, size_t n, float scale, unsigned seed) {
   fill_kernel<<<1024, 256>>>(x, n, scale, seed);

@@ -1,9 +1,10 @@
 // The segmented sequential forward (backends/cuda/src/sequential_forward.cuh):
 // cutting each lane's sequence into C segments that are stepped from guessed
-// starts and then corrected must give bitwise the states of one thread
-// stepping the whole sequence (C = 1), for every cell and storage type, for
-// segment counts that do not divide T, partial warps of lanes, and cells that
-// never forget (every round of corrections needed).
+// starts and then corrected, with one lane or a pair of lanes a thread, must
+// give bitwise the states of one thread stepping the whole sequence of one
+// lane (C = 1), for every cell and storage type, for segment counts that do
+// not divide T, partial warps of lanes, and cells that never forget (every
+// round of corrections needed).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -63,17 +64,17 @@ struct Problem {
     return o;
   }
 
-  /// Sequential forward with `segments` segments and `burn_in` steps of
-  /// start guessing (-1: tuned); returns states then final state (raw bytes).
-  std::vector<unsigned char> solve(int segments, int* input_nonfinite = nullptr, int burn_in = -1,
-                                   SolverOptions o = sequential_options()) {
+  /// Sequential forward with the launch choices `forced` (u read from
+  /// `u_data` if given, a copy of u); returns states then final state (raw bytes).
+  std::vector<unsigned char> solve(cuda::detail::SequentialOverrides forced, int* input_nonfinite = nullptr,
+                                   SolverOptions o = sequential_options(), const S* u_data = nullptr) {
     REQUIRE(cudaMemset(st.ptr, 0xff, st.n * sizeof(S)) == cudaSuccess);  // NaN bytes: stale output cannot pass
     REQUIRE(cudaMemset(fin.ptr, 0xff, fin.n * sizeof(S)) == cudaSuccess);
     DeviceBuffer<cuda::DeviceReport> rep(1);
     const Mode used = cuda::detail::forward_async_with<Cell, S>(
-        batch_first<const S>(u.ptr, B, T, G, H), param_view<const S>(p.ptr, P, H),
+        batch_first<const S>(u_data ? u_data : u.ptr, B, T, G, H), param_view<const S>(p.ptr, P, H),
         state_view<const S>(s0.ptr, B, K, H), batch_first(st.ptr, B, T, K, H), state_view(fin.ptr, B, K, H), o,
-        rep.ptr, segments, burn_in, nullptr);
+        rep.ptr, forced, nullptr);
     REQUIRE((o.mode == Mode::automatic || used == o.mode));
     REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
     if (input_nonfinite) *input_nonfinite = rep.download()[0].input_nonfinite;
@@ -83,22 +84,40 @@ struct Problem {
     std::memcpy(out.data() + a.size() * sizeof(S), f.data(), f.size() * sizeof(S));
     return out;
   }
+  std::vector<unsigned char> solve(int segments, int* input_nonfinite = nullptr, int burn_in = -1,
+                                   SolverOptions o = sequential_options()) {
+    return solve({segments, burn_in, 0}, input_nonfinite, o);
+  }
 };
+
+/// Whether a thread may step two lanes here (lane_pack.cuh): bf16/fp16/fp32
+/// storage, state_dim <= 2, H even (contiguous, aligned buffers).
+template <class Cell, class S>
+bool pairs_allowed(index_t H) {
+  return sizeof(S) <= 4 && Cell::state_dim <= 2 && H % 2 == 0;
+}
 
 template <class Cell, class S>
 void check_bitwise(Inputs inputs = Inputs::random) {
   for (index_t T : {1, 7, 100, 1000}) {
     for (index_t H : {1, 33, 100}) {
       Problem<Cell, S> prob(2, T, H, inputs, static_cast<unsigned>(T * 131 + H));
-      const auto whole = prob.solve(1);
-      for (int C : {2, 3, 5, cuda::tuning::max_sequential_segments})
+      const auto whole = prob.solve({1, -1, 1});  // one thread steps one lane's whole sequence
+      const bool pairs = pairs_allowed<Cell, S>(H);
+      if (pairs) CHECK(prob.solve({1, -1, 2}) == whole);
+      for (int C : {2, 3, 5, 9, cuda::tuning::max_sequential_segments})
         // Burn-in: none (start guess 0), shorter than a prefetch block, the
         // tuned length, and reaching back to step 0 (the guess is exact).
-        for (int burn_in : {0, 5, -1, 400}) {
-          INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C
-                          << " burn_in=" << burn_in);
-          CHECK(prob.solve(C, nullptr, burn_in) == whole);
-        }
+        for (int burn_in : {0, 5, -1, 400})
+          // One lane a thread, the tuned choice, and pairs where they fit.
+          for (int lanes_per_thread : {1, 0, 2}) {
+            INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C
+                            << " burn_in=" << burn_in << " lanes/thread=" << lanes_per_thread);
+            if (lanes_per_thread == 2 && !pairs)
+              CHECK_THROWS_AS(prob.solve({C, burn_in, 2}), InvalidArgument);
+            else
+              CHECK(prob.solve({C, burn_in, lanes_per_thread}) == whole);
+          }
     }
   }
 }
@@ -112,7 +131,9 @@ TEST_CASE("cuda segmented sequential forward equals one-thread stepping bitwise"
   check_bitwise<cells::ParaGRU, double>();
   check_bitwise<cells::ParaLSTM, float>();
   check_bitwise<cells::ParaLSTM, __nv_bfloat16>();
+  check_bitwise<cells::ParaLSTM, __half>();
   check_bitwise<cells::DiagTanh, float>();
+  check_bitwise<cells::DiagTanh, __nv_bfloat16>();
   check_bitwise<cells::DiagTanh, double>();
   check_bitwise<cells::HeadTanh4, float>();
   check_bitwise<cells::HeadTanh4, double>();
@@ -124,6 +145,7 @@ TEST_CASE("cuda segmented sequential forward: a cell that never forgets takes ev
   // the true trajectory: each correction ends with a new end state and the
   // next segment needs another round (C - 1 in all).
   check_bitwise<cells::ParaGRU, float>(Inputs::hold);
+  check_bitwise<cells::ParaGRU, __nv_bfloat16>(Inputs::hold);
   check_bitwise<cells::ParaGRU, double>(Inputs::hold);
 }
 
@@ -171,6 +193,24 @@ TEST_CASE("cuda segmented sequential forward rejects a segment count out of rang
   CHECK_THROWS_AS(prob.solve(cuda::tuning::max_sequential_segments + 1), InvalidArgument);
   CHECK_THROWS_AS(prob.solve(-1), InvalidArgument);
   CHECK_THROWS_AS(prob.solve(2, nullptr, -2), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 3}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, -1}), InvalidArgument);
+}
+
+TEST_CASE("cuda sequential forward keeps one lane a thread where pairs do not fit, same bits",
+          "[cuda][forward][segments][sanitize]") {
+  // u one element into its buffer: H even, but a pair's two values straddle
+  // a 4-byte boundary, so one access cannot load them.
+  using Prob = Problem<cells::ParaGRU, __nv_bfloat16>;
+  Prob prob(2, 500, 64, Inputs::random, 5);
+  DeviceBuffer<__nv_bfloat16> shifted(prob.u.n + 1);
+  REQUIRE(cudaMemcpy(shifted.ptr + 1, prob.u.ptr, prob.u.n * sizeof(__nv_bfloat16), cudaMemcpyDeviceToDevice) ==
+          cudaSuccess);
+  const auto one = prob.solve({4, -1, 1});
+  CHECK(prob.solve({4, -1, 2}) == one);
+  CHECK(prob.solve({16, -1, 2}) == one);  // half-warp segments
+  CHECK(prob.solve({4, -1, 0}, nullptr, Prob::sequential_options(), shifted.ptr + 1) == one);
+  CHECK_THROWS_AS(prob.solve({4, -1, 2}, nullptr, Prob::sequential_options(), shifted.ptr + 1), InvalidArgument);
 }
 
 TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda][segments]") {
@@ -185,4 +225,13 @@ TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda
       CHECK(c >= 1);
       CHECK(c <= max_sequential_segments);
     }
+  // Pairs of lanes halve the threads: twice the segments where lanes are few.
+  CHECK(sequential_segments(8192 / 2, 2048) == 2 * sequential_segments(8192, 2048));
+  // Pairs where they cost no parallelism and keep segments long.
+  using cuda::tuning::sequential_lanes_per_thread;
+  CHECK(sequential_lanes_per_thread(2048, 1 << 16) == 1);  // half the threads would idle SMs
+  CHECK(sequential_lanes_per_thread(8192, 2048) == 1);     // 16 segments of 128 steps
+  CHECK(sequential_lanes_per_thread(8192, 1 << 16) == 2);
+  CHECK(sequential_lanes_per_thread(32768, 2048) == 2);
+  CHECK(sequential_lanes_per_thread(1 << 20, 600) == 2);
 }

@@ -180,18 +180,18 @@ def test_expanded_upstream_gradient():
 
 
 def test_sequential_segments_validated_and_ignored_on_cpu():
-    # SolverOptions rejects values outside 0..8 (the CUDA kernel's limit), naming the field.
-    for bad in (-1, 9, 2.0, True, None):
+    # SolverOptions rejects values outside 0..16 (the CUDA kernel's limit), naming the field.
+    for bad in (-1, 17, 2.0, True, None):
         with pytest.raises(ValueError, match=rf"sequential_segments.*got {bad!r}"):
             flashrnn.SolverOptions(sequential_segments=bad)
     assert flashrnn.SolverOptions().sequential_segments == 0
-    assert flashrnn.SolverOptions(sequential_segments=8).native_kwargs()["sequential_segments"] == 8
+    assert flashrnn.SolverOptions(sequential_segments=16).native_kwargs()["sequential_segments"] == 16
     from flashrnn import _C
-    assert _C.max_sequential_segments == flashrnn._ext.MAX_SEQUENTIAL_SEGMENTS == 8
+    assert _C.max_sequential_segments == flashrnn._ext.MAX_SEQUENTIAL_SEGMENTS == 16
     # The native check is there too (every backend), for callers of _C directly.
     u, p, _ = make("para_gru", T=6, B=2, H=4)
     dl = torch.utils.dlpack.to_dlpack
-    for bad in (-1, 9):
+    for bad in (-1, 17):
         with pytest.raises(ValueError, match=rf"argument 'options.sequential_segments'.*got {bad}"):
             _C.forward("para_gru", dl(u), dl(p[None, None]), None, dl(u.new_empty(6, 2, 1, 4)),
                        None, sequential_segments=bad)

@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <string>
 
 #include "flashrnn/core/solver.hpp"  // detail::check_forward_args and friends
@@ -124,25 +125,52 @@ inline BlockShape block_shape(index_t lanes, index_t T, int L, const char* where
   return s;
 }
 
-template <class Cell, class S, class R>
-void launch_sequential(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
+/// Whether V = 2 lanes a thread can read or write `v` with one access each:
+/// units contiguous, every other stride even and the data aligned to a pair
+/// (a null view, not written, allows it).
+template <class S>
+bool pairs_fit(const View<S>& v) {
+  if (!v.data) return true;
+  const bool strides_even = (v.steps == 1 || v.stride_t % 2 == 0) && (v.batch == 1 || v.stride_b % 2 == 0) &&
+                            (v.channels == 1 || v.stride_c % 2 == 0);
+  return v.stride_h == 1 && strides_even && reinterpret_cast<std::uintptr_t>(v.data) % (2 * sizeof(S)) == 0;
+}
+
+template <class Cell, class S>
+constexpr bool pairs_compiled() {
+  return has_lane_pairs<S>::value && cell_traits<Cell>::K <= 2;
+}
+
+template <class Cell, class S, class R, int V>
+void launch_sequential_v(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
   constexpr int K = cell_traits<Cell>::K;
-  // One warp of consecutive lanes per segment; without segments the wider
-  // block of the one-thread-per-lane kernels.
-  static_assert(32 * tuning::max_sequential_segments <= 256 && tuning::sequential_block_threads <= 256,
+  // Threads of consecutive lanes per segment: a warp, half a warp beyond 8
+  // segments (the block stays within the kernel's 256 threads); without
+  // segments the wider block of the one-thread-per-lane kernels.
+  static_assert(16 * tuning::max_sequential_segments <= 256 && tuning::sequential_block_threads <= 256,
                 "sequential_forward_kernel is compiled with __launch_bounds__(256)");
-  const int lt = segments > 1 ? 32 : tuning::sequential_block_threads;
-  const index_t blocks = (a.lanes + lt - 1) / lt;
-  const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * K * sizeof(R) : 0;
+  const int lt = segments > 8 ? 16 : segments > 1 ? 32 : tuning::sequential_block_threads;
+  const index_t threads = (a.lanes + V - 1) / V;
+  const index_t blocks = (threads + lt - 1) / lt;
+  const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * V * K * sizeof(R) : 0;
+  constexpr int D = V == 2 ? tuning::sequential_prefetch_pairs : tuning::sequential_prefetch;
   // Writing the states or not is compiled in (a per-step check costs two
   // instructions of a ParaGRU step's ~100).
   if (a.states.data)
-    sequential_forward_kernel<Cell, S, R, tuning::sequential_prefetch, true>
+    sequential_forward_kernel<Cell, S, R, D, V, true>
         <<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
   else
-    sequential_forward_kernel<Cell, S, R, tuning::sequential_prefetch, false>
+    sequential_forward_kernel<Cell, S, R, D, V, false>
         <<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
   check_launch("sequential_forward_kernel");
+}
+
+template <class Cell, class S, class R>
+void launch_sequential(const FwdArgs<S, R>& a, int segments, int lanes_per_thread, cudaStream_t stream) {
+  if constexpr (pairs_compiled<Cell, S>()) {
+    if (lanes_per_thread == 2) return launch_sequential_v<Cell, S, R, 2>(a, segments, stream);
+  }
+  launch_sequential_v<Cell, S, R, 1>(a, segments, stream);
 }
 
 template <class Cell, class S, class R, int L>
@@ -163,13 +191,14 @@ template <class Cell, class S>
 Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                    View<S> final_state, const SolverOptions& options, DeviceReport* report,
                    cudaStream_t stream) {
-  return detail::forward_async_with<Cell, S>(u, p, s0, states, final_state, options, report, 0, -1, stream);
+  return detail::forward_async_with<Cell, S>(u, p, s0, states, final_state, options, report, {}, stream);
 }
 
 template <class Cell, class S>
 Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                                 View<S> final_state, const SolverOptions& options,
-                                DeviceReport* report, int segments, int burn_in, cudaStream_t stream) {
+                                DeviceReport* report, const SequentialOverrides& forced,
+                                cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K;
   constexpr const char* where = "flashrnn::cuda::forward";
@@ -177,11 +206,14 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
   SolverOptions chk = options;
   chk.check_finite = false;  // device data: checked inside the kernels instead
   flashrnn::detail::check_forward_args<Cell, S>(where, u, p, s0, states, final_state, chk);
-  if (segments < 0 || segments > tuning::max_sequential_segments)
+  if (forced.segments < 0 || forced.segments > tuning::max_sequential_segments)
     flashrnn::detail::fail_argument(where, "segments",
                                     flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
-                                    segments);
-  if (burn_in < -1) flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", burn_in);
+                                    forced.segments);
+  if (forced.burn_in < -1)
+    flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", forced.burn_in);
+  if (forced.lanes_per_thread < 0 || forced.lanes_per_thread > 2)
+    flashrnn::detail::fail_argument(where, "lanes_per_thread", "0 (tuned), 1 or 2", forced.lanes_per_thread);
   detail::check_device(where, "u", u);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s0", s0);
@@ -201,12 +233,25 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
                           static_cast<int>(options.on_nonconvergence), nullptr, nullptr, nullptr,
                           report};
   if (mode == Mode::sequential) {
-    // Forced by the caller, else by the options, else tuned.
-    const int forced = segments > 0 ? segments : options.sequential_segments;
-    const int C = forced > 0 ? static_cast<int>(std::min<index_t>(forced, std::max<index_t>(T, 1)))
-                             : tuning::sequential_segments(lanes, T);
-    a.burn_in = burn_in >= 0 ? burn_in : tuning::sequential_burn_in;
-    detail::launch_sequential<Cell, S, R>(a, C, stream);
+    // Pairs of lanes where the cell, the storage type and the layout allow
+    // them (and tuning picks them, unless forced).
+    const bool pairs_possible = detail::pairs_compiled<Cell, S>() && H % 2 == 0 && detail::pairs_fit(u) &&
+                                detail::pairs_fit(states);
+    if (forced.lanes_per_thread == 2 && !pairs_possible)
+      flashrnn::detail::fail_argument(
+          where, "lanes_per_thread",
+          "1 or 0 here: pairs need ParaGRU-sized cells (K <= 2), bf16/fp16/fp32 storage, an even H, and u and "
+          "states contiguous over units with even strides and pair-aligned data",
+          2);
+    const int V = forced.lanes_per_thread > 0 ? forced.lanes_per_thread
+                  : pairs_possible             ? tuning::sequential_lanes_per_thread(lanes, T)
+                                               : 1;
+    // Segments forced by the caller, else by the options, else tuned.
+    const int want = forced.segments > 0 ? forced.segments : options.sequential_segments;
+    const int C = want > 0 ? static_cast<int>(std::min<index_t>(want, std::max<index_t>(T, 1)))
+                           : tuning::sequential_segments(lanes / V, T);
+    a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
+    detail::launch_sequential<Cell, S, R>(a, C, V, stream);
     return mode;
   }
   const int L = detail::pick_chunk(options);
@@ -388,7 +433,8 @@ void step(View<const S> u_t, View<const S> p, View<const S> s_prev, View<S> s_ne
   template flashrnn::Mode flashrnn::cuda::detail::forward_async_with<CELL, S>(                   \
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&,                      \
-      flashrnn::cuda::DeviceReport*, int, int, cudaStream_t);                                     \
+      flashrnn::cuda::DeviceReport*, const flashrnn::cuda::detail::SequentialOverrides&,          \
+      cudaStream_t);                                                                              \
   template flashrnn::SolveReport flashrnn::cuda::forward<CELL, S>(                               \
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, const flashrnn::SolverOptions&, cudaStream_t);       \

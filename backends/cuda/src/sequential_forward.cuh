@@ -1,23 +1,25 @@
-// The sequential forward kernel: exact stepping, one thread per lane and
-// segment of the sequence.
+// The sequential forward kernel: exact stepping, one thread per lane (or per
+// pair of adjacent lanes, lane_pack.cuh) and segment of the sequence.
 //
 // One thread per lane is latency-bound (~0.1 us a step on an H200) and
 // leaves most of the GPU idle when lanes are few. So the sequence may be cut
-// into C segments (blockDim.y = C, one warp of 32 consecutive lanes per
-// segment). Every segment is first stepped from a guessed start (the first
-// from s0; the others from the state that a.burn_in steps before the segment,
-// stepped from zero, lead to, which for contracting cells is usually already
-// exact), then corrected: a segment whose start turns out different
-// steps the true trajectory and the guessed one side by side, writing the
-// true states, until the two are bitwise equal. From there on they are the
-// same computation on the same inputs, so the states already written are the
-// exact ones. Contracting cells merge within tens of steps, so the sequence
-// costs about T / C steps plus the burn-in and the merge. A segment that does not merge
-// changes its end state and its successor is corrected again in the next
-// round; after C - 1 rounds every start is exact. The result is bitwise that
-// of stepping the whole sequence in one thread, whatever the cell does.
+// into C segments (blockDim.y = C; blockDim.x threads of consecutive lanes
+// per segment, a warp up to 8 segments, half a warp beyond). Every segment is
+// first stepped from a guessed start (the first from s0; the others from the
+// state that a.burn_in steps before the segment, stepped from zero, lead to,
+// which for contracting cells is usually already exact), then corrected: a
+// segment whose start turns out different steps the true trajectory and the
+// guessed one side by side, writing the true states, until the two are
+// bitwise equal. From there on they are the same computation on the same
+// inputs, so the states already written are the exact ones. Contracting
+// cells merge within tens of steps, so the sequence costs about T / C steps
+// plus the burn-in and the merge. A segment that does not merge changes its
+// end state and its successor is corrected again in the next round; after
+// C - 1 rounds every start is exact. The result is bitwise that of stepping
+// the whole sequence in one thread, whatever the cell does.
 #pragma once
 #include "kernels.cuh"
+#include "lane_pack.cuh"
 
 namespace flashrnn {
 namespace cuda {
@@ -41,121 +43,155 @@ __device__ __forceinline__ bool same_bits(const R* a, const R* b) {
 }
 
 /// Loads the inputs of `count` (<= D) consecutive steps from `src` into `buf`
-/// (zeros past `count`).
-template <class S, class SS, int D, int G>
-__device__ __forceinline__ void load_steps(SS (&buf)[D][G], const S* src, index_t st, index_t sc, int count) {
+/// (zeros past `count`), V lanes an access.
+template <class Pack, class S, int D, int G>
+__device__ __forceinline__ void load_steps(typename Pack::packed (&buf)[D][G], const S* src, index_t st,
+                                           index_t sc, int count) {
 #pragma unroll
   for (int i = 0; i < D; ++i)
 #pragma unroll
-    for (int g = 0; g < G; ++g) buf[i][g] = i < count ? load_s(src + i * st + g * sc) : SS(0.0f);
+    for (int g = 0; g < G; ++g) buf[i][g] = i < count ? Pack::load(src + i * st + g * sc) : Pack::zero();
 }
 
-/// One step of step_range on inputs `in`: true once the corrected trajectory
-/// `a` has merged with `b` (Correct); otherwise writes the state (Write).
-template <class Cell, class S, class R, bool Correct, bool Write>
-__device__ __forceinline__ bool one_step(const R* in, const R* p, R* a, R* b, R& probe, S*& out, index_t out_st,
-                                         index_t out_sc) {
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
-  R nx[K];
-  cell_step<Cell>(a, in, p, nx);
-  if (Correct) {
-    R nb[K];
-    cell_step<Cell>(b, in, p, nb);
-    if (same_bits<K>(nx, nb)) return true;
+/// Converts a prefetched block to the compute type: cur[i][v][g] is input g
+/// of lane v at step i.
+template <class Pack, class R, int D, int V, int G>
+__device__ __forceinline__ void unpack_steps(const typename Pack::packed (&buf)[D][G], R (&cur)[D][V][G]) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) b[k] = nb[k];
+  for (int i = 0; i < D; ++i)
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      R lanes[V];
+      Pack::unpack(buf[i][g], lanes);
+#pragma unroll
+      for (int v = 0; v < V; ++v) cur[i][v][g] = lanes[v];
+    }
+}
+
+/// One step of step_range for the V lanes of a thread (lane v's state at
+/// a + v * K): true once the corrected trajectories `a` have all merged with
+/// `b` (Correct); otherwise writes the states (Write). A lane that merged
+/// before the others keeps stepping: its a and b stay equal, and the states
+/// it writes again are the same bits.
+template <class Cell, class Pack, class S, class R, int V, int PP, bool Correct, bool Write>
+__device__ __forceinline__ bool one_step(const R (&in)[V][cell_traits<Cell>::G], const R (&p)[V][PP], R* a, R* b,
+                                         R& probe, S*& out, index_t out_st, index_t out_sc) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
+  R nx[V * K];
+#pragma unroll
+  for (int v = 0; v < V; ++v) cell_step<Cell>(a + v * K, in[v], p[v], nx + v * K);
+  if (Correct) {
+    R nb[V * K];
+#pragma unroll
+    for (int v = 0; v < V; ++v) cell_step<Cell>(b + v * K, in[v], p[v], nb + v * K);
+    if (same_bits<V * K>(nx, nb)) return true;
+#pragma unroll
+    for (int k = 0; k < V * K; ++k) b[k] = nb[k];
   } else {
 #pragma unroll
-    for (int g = 0; g < G; ++g) probe = fold_finite(in[g], probe);
+    for (int v = 0; v < V; ++v)
+#pragma unroll
+      for (int g = 0; g < G; ++g) probe = fold_finite(in[v][g], probe);
   }
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    a[k] = nx[k];
-    if (Write) store_r(out + k * out_sc, nx[k]);
+  for (int k = 0; k < V * K; ++k) a[k] = nx[k];
+  if (Write) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      R lanes[V];
+#pragma unroll
+      for (int v = 0; v < V; ++v) lanes[v] = nx[v * K + k];
+      Pack::store(out + k * out_sc, lanes);
+    }
+    out += out_st;
   }
-  if (Write) out += out_st;
   return false;
 }
 
-/// Steps `a` over t in [t0, t1), writing its states when Write, with the
-/// inputs prefetched D steps ahead. Pass 1 (Correct = false) also folds the
-/// inputs into `probe` (0 * x is NaN exactly for inf/NaN x). Correction
-/// (Correct = true) steps `b`, the trajectory whose states are already
-/// written, beside `a` and returns true at the first step where the two agree
-/// bitwise: every later state is then already in memory.
+/// Steps the V lanes' states `a` over t in [t0, t1), writing them when
+/// Write, with the inputs prefetched D steps ahead. Pass 1 (Correct = false)
+/// also folds the inputs into `probe` (0 * x is NaN exactly for inf/NaN x).
+/// Correction (Correct = true) steps `b`, the trajectories whose states are
+/// already written, beside `a` and returns true at the first step where all
+/// agree bitwise: every later state is then already in memory.
 ///
 /// The loop runs over whole blocks of D steps with no per-step bound checks
 /// (a block's loads and steps are all in range); only the last, partial block
 /// checks its length. The checks were a fifth of the instructions of a
 /// ParaGRU step (ncu on an H200, perf/README.md).
-template <class Cell, class S, class R, int D, bool Correct, bool Write>
+template <class Cell, class S, class R, int D, int V, int PP, bool Correct, bool Write>
 __device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const LanePtr<S>& st,
-                                           const R* p, index_t t0, index_t t1, R* a, R* b,
+                                           const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b,
                                            R& probe) {
   constexpr int G = cell_traits<Cell>::G;
   using SS = typename std::remove_const<S>::type;
-  const index_t full = (t1 - t0) / D;            // whole blocks
+  using Pack = LanePack<SS, V>;
+  const index_t full = (t1 - t0) / D;                // whole blocks
   const int rest = static_cast<int>((t1 - t0) % D);  // steps of the partial block
   // Running pointers (one add a block or step) rather than base + t * stride.
   const S* next = u.at(t0, 0);
   SS* out = Write ? st.at(t0, 0) : nullptr;
-  SS buf[D][G];  // storage type: converted when used, so the loads overlap compute
-  load_steps(buf, next, u.st, u.sc, full > 0 ? D : rest);
+  typename Pack::packed buf[D][G];  // storage type: converted when used, so the loads overlap compute
+  load_steps<Pack>(buf, next, u.st, u.sc, full > 0 ? D : rest);
   for (index_t blk = 0; blk < full; ++blk) {
     next += D * u.st;
-    R cur[D][G];
-#pragma unroll
-    for (int i = 0; i < D; ++i)
-#pragma unroll
-      for (int g = 0; g < G; ++g) cur[i][g] = to_r(buf[i][g]);
+    R cur[D][V][G];
+    unpack_steps<Pack>(buf, cur);
     if (blk + 1 < full)
-      load_steps(buf, next, u.st, u.sc, D);
+      load_steps<Pack>(buf, next, u.st, u.sc, D);
     else if (rest > 0)
-      load_steps(buf, next, u.st, u.sc, rest);
+      load_steps<Pack>(buf, next, u.st, u.sc, rest);
 #pragma unroll
     for (int i = 0; i < D; ++i)
-      if (one_step<Cell, SS, R, Correct, Write>(cur[i], p, a, b, probe, out, st.st, st.sc)) return true;
+      if (one_step<Cell, Pack, SS, R, V, PP, Correct, Write>(cur[i], p, a, b, probe, out, st.st, st.sc))
+        return true;
   }
-  R cur[D][G];
-#pragma unroll
-  for (int i = 0; i < D; ++i)
-#pragma unroll
-    for (int g = 0; g < G; ++g) cur[i][g] = to_r(buf[i][g]);
+  R cur[D][V][G];
+  unpack_steps<Pack>(buf, cur);
 #pragma unroll
   for (int i = 0; i < D - 1; ++i)
-    if (i < rest && one_step<Cell, SS, R, Correct, Write>(cur[i], p, a, b, probe, out, st.st, st.sc)) return true;
+    if (i < rest && one_step<Cell, Pack, SS, R, V, PP, Correct, Write>(cur[i], p, a, b, probe, out, st.st, st.sc))
+      return true;
   return false;
 }
 
-/// Block (LT lanes, C segments); dynamic shared memory C * LT * K values of R
-/// when C > 1 (the segments' end states).
-template <class Cell, class S, class R, int D, bool Write>
+/// Block (LT threads of V lanes each, C segments); dynamic shared memory
+/// C * LT * V * K values of R when C > 1 (the segments' end states). With
+/// V = 2 the lanes are pairs of adjacent units of one batch row (H even, u
+/// and the states contiguous over units and aligned to the pair: the
+/// launcher checks).
+template <class Cell, class S, class R, int D, int V, bool Write>
 __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a) {
   constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
-  constexpr int PP = P > 0 ? P : 1;
+  constexpr int PP = P > 0 ? P : 1, VK = V * K;
   extern __shared__ unsigned char sequential_smem[];
   const int x = threadIdx.x, c = threadIdx.y, C = blockDim.y;
-  const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + x;
+  const index_t lane = (static_cast<index_t>(blockIdx.x) * blockDim.x + x) * V;  // the thread's first lane
   const bool active = lane < a.lanes;
   if (C == 1 && !active) return;  // with C > 1 every thread reaches the barriers
   const index_t b = active ? lane / a.H : 0, j = active ? lane % a.H : 0;
   const LanePtr<const S> u(a.u, b, j);
   const LanePtr<S> st(a.states, b, j);
-  R p[PP], s[K], start[K];
+  R p[V][PP], s[VK], start[VK];
   R probe = R(0);
   if (active) {
 #pragma unroll
-    for (int q = 0; q < P; ++q) {
-      p[q] = load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h);
-      probe = fold_finite(p[q], probe);
-    }
-  }
-  const LanePtr<const S> s0(a.s0, b, j);
+    for (int v = 0; v < V; ++v)
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    s[k] = active && c == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
-    probe = fold_finite(s[k], probe);
-    start[k] = s[k];
+      for (int q = 0; q < P; ++q) {
+        p[v][q] = load_r(a.p.data + q * a.p.stride_c + (j + v) * a.p.stride_h);
+        probe = fold_finite(p[v][q], probe);
+      }
+  }
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const LanePtr<const S> s0(a.s0, b, j + v);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      s[v * K + k] = active && c == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
+      probe = fold_finite(s[v * K + k], probe);
+      start[v * K + k] = s[v * K + k];
+    }
   }
   const index_t len = (a.T + C - 1) / C;
   const index_t t0 = min(a.T, c * len), t1 = min(a.T, t0 + len);
@@ -164,36 +200,40 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
     // when they reach back to step 0, which makes the guess exact).
     const index_t tb = max(index_t(0), t0 - a.burn_in);
 #pragma unroll
-    for (int k = 0; k < K; ++k) s[k] = tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
-    R unused = R(0);
-    step_range<Cell, S, R, D, false, false>(u, st, p, tb, t0, s, nullptr, unused);
+    for (int v = 0; v < V; ++v) {
+      const LanePtr<const S> s0(a.s0, b, j + v);
 #pragma unroll
-    for (int k = 0; k < K; ++k) start[k] = s[k];
+      for (int k = 0; k < K; ++k) s[v * K + k] = tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
+    }
+    R unused = R(0);
+    step_range<Cell, S, R, D, V, PP, false, false>(u, st, p, tb, t0, s, nullptr, unused);
+#pragma unroll
+    for (int k = 0; k < VK; ++k) start[k] = s[k];
   }
-  if (active) step_range<Cell, S, R, D, false, Write>(u, st, p, t0, t1, s, nullptr, probe);
+  if (active) step_range<Cell, S, R, D, V, PP, false, Write>(u, st, p, t0, t1, s, nullptr, probe);
   if (C > 1) {
     R* ends = reinterpret_cast<R*>(sequential_smem);
-    const int stride = static_cast<int>(blockDim.x) * K;
+    const int stride = static_cast<int>(blockDim.x) * VK;
 #pragma unroll
-    for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k];
+    for (int k = 0; k < VK; ++k) ends[c * stride + x * VK + k] = s[k];
     __syncthreads();
     for (int round = 1; round < C; ++round) {
-      R in[K];
+      R in[VK];
 #pragma unroll
-      for (int k = 0; k < K; ++k) in[k] = c > 0 ? ends[(c - 1) * stride + x * K + k] : start[k];
+      for (int k = 0; k < VK; ++k) in[k] = c > 0 ? ends[(c - 1) * stride + x * VK + k] : start[k];
       __syncthreads();
       bool changed = false;
-      if (active && !same_bits<K>(in, start)) {
-        R fresh[K], old[K];
+      if (active && !same_bits<VK>(in, start)) {
+        R fresh[VK], old[VK];
 #pragma unroll
-        for (int k = 0; k < K; ++k) {
+        for (int k = 0; k < VK; ++k) {
           fresh[k] = in[k];
           old[k] = start[k];
           start[k] = in[k];
         }
-        if (!step_range<Cell, S, R, D, true, Write>(u, st, p, t0, t1, fresh, old, probe)) {
+        if (!step_range<Cell, S, R, D, V, PP, true, Write>(u, st, p, t0, t1, fresh, old, probe)) {
 #pragma unroll
-          for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = s[k] = fresh[k];
+          for (int k = 0; k < VK; ++k) ends[c * stride + x * VK + k] = s[k] = fresh[k];
           changed = true;
         }
       }
@@ -202,9 +242,12 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
   }
   if (!active) return;
   if (c == C - 1 && a.final_state.data) {
-    const LanePtr<S> fs(a.final_state, b, j);
 #pragma unroll
-    for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[k]);
+    for (int v = 0; v < V; ++v) {
+      const LanePtr<S> fs(a.final_state, b, j + v);
+#pragma unroll
+      for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[v * K + k]);
+    }
   }
   if (!finite(probe) && a.rep) a.rep->input_nonfinite = 1;
 }

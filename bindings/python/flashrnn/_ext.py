@@ -43,7 +43,7 @@ REPORTING = ("warn", "raise", "ignore")
 _MODE_CODE = {m: i for i, m in enumerate(MODES)}
 #: Largest SolverOptions.sequential_segments (flashrnn::max_sequential_segments:
 #: the CUDA backend's segmented sequential kernel's limit).
-MAX_SEQUENTIAL_SEGMENTS = 8
+MAX_SEQUENTIAL_SEGMENTS = 16
 
 
 def ext():

@@ -8,7 +8,8 @@
 // the perf targets (flashrnn_exp_segments), linked to the library so that it
 // times the kernels the library ships (e.g. its 16-bit activations).
 // Arguments: none (the grid below), "quick" (three shapes), "few" (64-512
-// lanes, T up to 65536) or "profile" (one
+// lanes, T up to 65536), "pairs" (one lane a thread against two, the
+// experiment behind tuning::sequential_lanes_per_thread) or "profile" (one
 // launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
@@ -60,6 +61,13 @@ struct Problem {
   double gigabytes() const { return double(nu + ns) * sizeof(S) / 1e9; }
 };
 
+/// The lanes a thread the library picks for this cell and type (contiguous
+/// buffers from cudaMalloc, H even).
+template <class Cell, class S>
+int tuned_lanes_per_thread(index_t lanes, index_t T) {
+  return sizeof(S) <= 4 && Cell::state_dim <= 2 ? cuda::tuning::sequential_lanes_per_thread(lanes, T) : 1;
+}
+
 template <class Cell, class S>
 void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.0f) {
   Problem<Cell, S> pr(H, T);
@@ -77,7 +85,7 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   o.mode = Mode::sequential;
   for (int C : {1, 2, 4, 8}) {  // no burn-in: segments start from 0
     const float ms = median_ms([&] {
-      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, C, 0, nullptr);
+      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, {C, 0, 1}, nullptr);
     });
     best = std::min(best, ms);
     std::printf("  C%d %6.3f", C, ms);
@@ -85,7 +93,7 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   std::printf("  burn-in");
   for (int w : {16, 32, 64, 128}) {  // the tuned segment count, start guessed from w steps
     const float ms = median_ms([&] {
-      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, 0, w, nullptr);
+      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, {0, w, 1}, nullptr);
     });
     best = std::min(best, ms);
     std::printf(" %d:%6.3f", w, ms);
@@ -96,7 +104,8 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   const float tuned = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
   const double gb = pr.gigabytes();
   std::printf("  chunked %6.3f  tuned(C=%d) %6.3f ms = %5.1f%% of copy; best seq %5.1f%%\n", chunked,
-              cuda::tuning::sequential_segments(index_t(pr.B) * H, T), tuned, 100.0 * gb / (tuned * 1e-3) / peak,
+              cuda::tuning::sequential_segments(index_t(pr.B) * H / tuned_lanes_per_thread<Cell, S>(pr.B * H, T), T),
+              tuned, 100.0 * gb / (tuned * 1e-3) / peak,
               100.0 * gb / (best * 1e-3) / peak);
   CK(cudaDeviceSynchronize());
 }
@@ -104,13 +113,13 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
 /// One launch (after one warm-up launch) of the sequential forward at a
 /// forced segment count, for a profiler.
 template <class Cell, class S>
-void profile_once(const char* dtype, int H, long T, int C) {
+void profile_once(const char* dtype, int H, long T, int C, int V = 1) {
   Problem<Cell, S> pr(H, T);
   SolverOptions o;
   o.check_finite = false;
   o.mode = Mode::sequential;
   auto launch = [&] {
-    cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, C, -1, nullptr);
+    cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, {C, -1, V}, nullptr);
   };
   launch();
   cudaEvent_t a, b;
@@ -122,7 +131,7 @@ void profile_once(const char* dtype, int H, long T, int C) {
   CK(cudaEventSynchronize(b));
   float ms;
   cudaEventElapsedTime(&ms, a, b);
-  std::printf("profile %-8s %s lanes=%d T=%ld C=%d  %.3f ms\n", Cell::name, dtype, pr.B * H, T, C, ms);
+  std::printf("profile %-8s %s lanes=%d T=%ld C=%d V=%d  %.3f ms\n", Cell::name, dtype, pr.B * H, T, C, V, ms);
 }
 
 void profile() {
@@ -131,6 +140,57 @@ void profile() {
   profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 1024, 2048, 8);
   profile_once<cells::ParaLSTM, float>("fp32", 8192, 2048, 1);
   profile_once<cells::ParaLSTM, __nv_bfloat16>("bf16", 1024, 2048, 8);
+  profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 8192, 2048, 1, 2);
+  profile_once<cells::ParaGRU, __nv_bfloat16>("bf16", 1024, 2048, 16, 2);
+}
+
+/// One lane a thread (V = 1) against pairs (V = 2): for each V, every
+/// power-of-two segment count (tuned burn-in), then the segment count tuning
+/// picks for lanes / V threads. Reports ms, the % of copy of the tuned launch
+/// and tuned-V1 time / tuned-V2 time.
+template <class Cell, class S>
+void pairs_shape(const char* dtype, int H, long T, double peak) {
+  Problem<Cell, S> pr(H, T);
+  CK(cudaDeviceSynchronize());
+  const auto uv = pr.uv();
+  const auto pv = pr.pv();
+  const auto sv = pr.sv();
+  SolverOptions o;
+  o.check_finite = false;
+  o.mode = Mode::sequential;
+  const index_t lanes = index_t(pr.B) * H;
+  std::printf("%-8s %s lanes=%-6ld T=%-6ld", Cell::name, dtype, static_cast<long>(lanes), T);
+  float tuned[3] = {0, 0, 0};
+  for (int V : {1, 2}) {
+    std::printf("  V%d", V);
+    for (int C : {1, 2, 4, 8, 16}) {
+      if (T < 2 * C * cuda::tuning::min_segment_steps && C > 1) break;
+      const float ms = median_ms([&] {
+        cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, {C, -1, V}, nullptr);
+      });
+      std::printf(" C%d:%.3f", C, ms);
+    }
+    tuned[V] = median_ms([&] {
+      cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, {0, -1, V}, nullptr);
+    });
+    std::printf(" tuned(C%d) %.3f ms %4.1f%%", cuda::tuning::sequential_segments(lanes / V, T), tuned[V],
+                100.0 * pr.gigabytes() / (tuned[V] * 1e-3) / peak);
+  }
+  std::printf("  V1/V2 %.2f  library picks V%d\n", tuned[1] / tuned[2], tuned_lanes_per_thread<Cell, S>(lanes, T));
+  CK(cudaDeviceSynchronize());
+}
+
+void pairs() {
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (int H : {32, 256, 1024, 4096, 8192, 16384})
+    for (long T : {2048L, 8192L, 65536L}) {
+      if (T == 65536 && H > 4096) continue;
+      pairs_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      pairs_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
+      pairs_shape<cells::ParaGRU, float>("fp32", H, T, peak);
+      pairs_shape<cells::ParaLSTM, float>("fp32", H, T, peak);
+    }
 }
 
 void run(bool quick, bool few) {
@@ -164,5 +224,6 @@ void run(bool quick, bool few) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "pairs")) return xb::pairs(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

@@ -24,7 +24,7 @@ enum class OnNonConvergence {
 
 /// Largest SolverOptions::sequential_segments: the limit of the CUDA backend's
 /// exact segmented sequential kernel (segments per lane).
-constexpr int max_sequential_segments = 8;
+constexpr int max_sequential_segments = 16;
 
 struct SolverOptions {
   Mode mode = Mode::automatic;

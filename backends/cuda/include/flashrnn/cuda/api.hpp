@@ -58,13 +58,17 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
                    cudaStream_t stream);
 
 namespace detail {
-/// forward_async with Mode::sequential's segment count (1 to
-/// tuning::max_sequential_segments; 0 = tuned) and burn-in steps (>= 0;
-/// -1 = tuned) forced, for tests and benchmarks.
+/// Mode::sequential's launch choices, forced for tests and benchmarks.
+struct SequentialOverrides {
+  int segments = 0;          ///< 1 to tuning::max_sequential_segments; 0 = the options' or tuned
+  int burn_in = -1;          ///< start-guess steps, >= 0; -1 = tuned
+  int lanes_per_thread = 0;  ///< 1, or 2 (InvalidArgument where pairs do not fit); 0 = tuned
+};
+/// forward_async with Mode::sequential's launch choices forced.
 template <class Cell, class S>
 Mode forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                         View<S> final_state, const SolverOptions& options, DeviceReport* report,
-                        int segments, int burn_in, cudaStream_t stream);
+                        const SequentialOverrides& forced, cudaStream_t stream);
 }  // namespace detail
 
 /// Solves the recurrence for all B*H lanes (see flashrnn::forward) and returns

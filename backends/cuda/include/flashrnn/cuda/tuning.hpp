@@ -21,8 +21,17 @@ constexpr int sequential_prefetch = FLASHRNN_CUDA_SEQUENTIAL_PREFETCH;
 #else
 constexpr int sequential_prefetch = 8;
 #endif
+/// Steps prefetched by a thread that steps a pair of lanes: the same bytes
+/// in flight as one lane at depth 8, in fewer registers. Measured on an
+/// NVIDIA H200 (perf/cuda/experiments/segments.cu "pairs", pairs at depth 4
+/// and 8): depth 4 up to 1.13x faster at 8192-131072 lanes, bf16 and fp32.
+#ifdef FLASHRNN_CUDA_SEQUENTIAL_PREFETCH_PAIRS
+constexpr int sequential_prefetch_pairs = FLASHRNN_CUDA_SEQUENTIAL_PREFETCH_PAIRS;
+#else
+constexpr int sequential_prefetch_pairs = 4;
+#endif
 /// Most segments the sequential forward kernel cuts a lane's sequence into
-/// (one warp each: blocks of 32 x segments threads).
+/// (a warp of threads each, half a warp beyond 8: at most 256 threads a block).
 /// (The limit SolverOptions::sequential_segments is validated against.)
 constexpr int max_sequential_segments = flashrnn::max_sequential_segments;
 /// Shortest segment worth its correction pass (which costs the steps until
@@ -40,17 +49,36 @@ constexpr index_t min_segment_steps = 64;
 /// 128 costs up to 20 % at T = 512.
 constexpr int sequential_burn_in = 32;
 
-/// Segments of the sequential forward kernel (sequential_forward.cuh): enough
-/// that lanes x segments reach 65536 threads (~16 warps on each SM of an
-/// H100/H200). Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu,
-/// B = 8, ParaGRU fp32/bf16 and ParaLSTM fp32, T 512..65536; perf/README.md):
+/// Segments of the sequential forward kernel (sequential_forward.cuh) for
+/// `threads` threads of lanes (lanes / lanes per thread): enough that
+/// threads x segments reach 65536 (~16 warps on each SM of an H100/H200).
+/// Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu, B = 8,
+/// ParaGRU fp32/bf16 and ParaLSTM fp32, T 512..65536; perf/README.md):
 /// one-segment time / tuned time is 4.1-6.7 at 64-512 lanes, 2.1-5.9 at
 /// 1024-8192 lanes and T >= 2048, 1.35-2.2 at 16384 lanes, 1.06-1.41 at
 /// 32768; at 65536 lanes one segment is best (0.99-1.08).
-inline int sequential_segments(index_t lanes, index_t steps) {
+inline int sequential_segments(index_t threads, index_t steps) {
   int c = 1;
-  while (c < max_sequential_segments && lanes * c < 65536 && steps >= 2 * c * min_segment_steps) c *= 2;
+  while (c < max_sequential_segments && threads * c < 65536 && steps >= 2 * c * min_segment_steps) c *= 2;
   return c;
+}
+
+/// Lanes one thread of the sequential forward kernel steps (1 or 2), where
+/// the cell (state_dim <= 2), the storage type (bf16/fp16/fp32) and the layout
+/// allow pairs (lane_pack.cuh). A second independent chain fills issue slots
+/// a latency-bound thread leaves idle and a warp's accesses double in width,
+/// but pairs halve the threads: they pay only where halving costs no
+/// parallelism (lanes / 2 x the most segments still fill the GPU) and the
+/// segments they need stay at least 512 steps long (burn-in and correction
+/// weigh on short ones). Measured on an NVIDIA H200 (perf/cuda/experiments/
+/// segments.cu "pairs", B = 8, ParaGRU/ParaLSTM bf16/fp32; perf/README.md):
+/// pairs are 1.1-1.4x faster in bf16 from 32768 lanes and at 8192 lanes with
+/// T = 65536, up to 1.12x in fp32; 0.6-0.95x below 8192 lanes and at 8192
+/// lanes with T = 2048.
+inline int sequential_lanes_per_thread(index_t lanes, index_t steps) {
+  const index_t pairs = lanes / 2;
+  const bool fills = pairs * max_sequential_segments >= 65536;
+  return fills && steps / sequential_segments(pairs, steps) >= 512 ? 2 : 1;
 }
 
 /// Chunk lengths (steps per thread) compiled for the chunked kernels; a

@@ -1,0 +1,104 @@
+// How a thread of the sequential forward kernel moves the inputs and states
+// of the V adjacent lanes (units j .. j+V-1 of one batch row) it steps.
+//
+// V = 2 reads and writes both lanes with one access (a 32-bit access for
+// 16-bit storage, 64-bit for fp32), so a warp touches 128 bytes where it
+// touched 64, and a thread runs two independent dependency chains. The
+// sequential kernel is bound by instruction latency and issue, not by memory
+// (ncu on an H200, perf/README.md), so the second chain is close to free.
+// Conversions round each lane exactly as the scalar ones do: the results are
+// bitwise those of one lane per thread.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+
+#include "kernels.cuh"
+
+namespace flashrnn {
+namespace cuda {
+namespace detail {
+
+template <class S, int V>
+struct LanePack;
+
+/// One lane: the storage type itself.
+template <class S>
+struct LanePack<S, 1> {
+  using packed = S;
+  template <class R>
+  __device__ static void unpack(packed x, R* r) { r[0] = to_r(x); }
+  __device__ static packed load(const S* p) { return load_s(p); }
+  template <class R>
+  __device__ static void store(S* p, const R* r) { store_r(p, r[0]); }
+  __device__ static packed zero() { return packed(0.0f); }
+};
+
+/// Loads 32 bits through the read-only path with the integer builtin (the
+/// 16-bit types' own __ldg is an asm statement the compiler schedules less
+/// freely; see load_s).
+template <class P>
+__device__ __forceinline__ P load_32(const void* p) {
+  static_assert(sizeof(P) == 4, "a 32-bit type");
+  const unsigned bits = __ldg(static_cast<const unsigned*>(p));
+  P x;
+  memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+template <>
+struct LanePack<__nv_bfloat16, 2> {
+  using packed = __nv_bfloat162;
+  __device__ static void unpack(packed x, float* r) {
+    const float2 f = __bfloat1622float2(x);
+    r[0] = f.x;
+    r[1] = f.y;
+  }
+  __device__ static packed load(const __nv_bfloat16* p) { return load_32<packed>(p); }
+  __device__ static void store(__nv_bfloat16* p, const float* r) {
+    *reinterpret_cast<packed*>(p) = __floats2bfloat162_rn(r[0], r[1]);
+  }
+  __device__ static packed zero() { return __floats2bfloat162_rn(0.0f, 0.0f); }
+};
+
+template <>
+struct LanePack<__half, 2> {
+  using packed = __half2;
+  __device__ static void unpack(packed x, float* r) {
+    const float2 f = __half22float2(x);
+    r[0] = f.x;
+    r[1] = f.y;
+  }
+  __device__ static packed load(const __half* p) { return load_32<packed>(p); }
+  __device__ static void store(__half* p, const float* r) {
+    *reinterpret_cast<packed*>(p) = __floats2half2_rn(r[0], r[1]);
+  }
+  __device__ static packed zero() { return __floats2half2_rn(0.0f, 0.0f); }
+};
+
+template <>
+struct LanePack<float, 2> {
+  using packed = float2;
+  __device__ static void unpack(packed x, float* r) {
+    r[0] = x.x;
+    r[1] = x.y;
+  }
+  __device__ static packed load(const float* p) { return __ldg(reinterpret_cast<const float2*>(p)); }
+  __device__ static void store(float* p, const float* r) { *reinterpret_cast<float2*>(p) = make_float2(r[0], r[1]); }
+  __device__ static packed zero() { return make_float2(0.0f, 0.0f); }
+};
+
+/// Whether LanePack<S, 2> exists (double and wide cells keep one lane a thread).
+template <class S>
+struct has_lane_pairs : std::false_type {};
+template <>
+struct has_lane_pairs<__nv_bfloat16> : std::true_type {};
+template <>
+struct has_lane_pairs<__half> : std::true_type {};
+template <>
+struct has_lane_pairs<float> : std::true_type {};
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace flashrnn
