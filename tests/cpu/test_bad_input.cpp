@@ -248,7 +248,8 @@ TEST_CASE("bad input: non-finite inputs and options", "[bad_input]") {
     for (int segs : {-1, flashrnn::max_sequential_segments + 1}) {
       f.opts.sequential_segments = segs;
       expect_invalid([&] { f.run(); },
-                     {arg("options.sequential_segments"), "0 (tuned) to 8",
+                     {arg("options.sequential_segments"),
+                      "0 (tuned) to " + std::to_string(flashrnn::max_sequential_segments),
                       "got " + std::to_string(segs)});
     }
     f.opts.sequential_segments = 3;  // in range: the CPU ignores it

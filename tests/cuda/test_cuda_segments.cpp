@@ -159,16 +159,111 @@ TEST_CASE("cuda segmented sequential forward: slowly merging segments", "[cuda][
 
 TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any segment",
           "[cuda][forward][segments][errors]") {
-  Problem<cells::ParaGRU, float> prob(1, 1000, 40, Inputs::random, 7);
-  int flagged = -1;
-  prob.solve(8, &flagged);
-  CHECK(flagged == 0);
-  // A NaN in the last segment's inputs (step 990, unit 5, gate 2).
+  // Unit 5 is the second lane of the pair (4, 5) when a thread steps two.
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  REQUIRE(cudaMemcpy(prob.u.ptr + (990 * 3 + 2) * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) ==
-          cudaSuccess);
-  prob.solve(8, &flagged);
-  CHECK(flagged == 1);
+  for (int lanes_per_thread : {1, 2}) {
+    INFO("lanes/thread=" << lanes_per_thread);
+    Problem<cells::ParaGRU, float> prob(1, 1000, 40, Inputs::random, 7);
+    int flagged = -1;
+    prob.solve({8, -1, lanes_per_thread}, &flagged);
+    CHECK(flagged == 0);
+    // A NaN in the last segment's inputs (step 990, unit 5, gate 2).
+    REQUIRE(cudaMemcpy(prob.u.ptr + (990 * 3 + 2) * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) ==
+            cudaSuccess);
+    prob.solve({8, -1, lanes_per_thread}, &flagged);
+    CHECK(flagged == 1);
+    // A NaN in a parameter or in s0 of unit 5 (and finite inputs again).
+    Problem<cells::ParaGRU, float> p_nan(1, 1000, 40, Inputs::random, 7);
+    REQUIRE(cudaMemcpy(p_nan.p.ptr + 2 * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+    p_nan.solve({8, -1, lanes_per_thread}, &flagged);
+    CHECK(flagged == 1);
+    Problem<cells::ParaGRU, float> s0_nan(1, 1000, 40, Inputs::random, 7);
+    REQUIRE(cudaMemcpy(s0_nan.s0.ptr + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+    s0_nan.solve({8, -1, lanes_per_thread}, &flagged);
+    CHECK(flagged == 1);
+  }
+}
+
+TEST_CASE("cuda sequential forward: the tuned choice takes lane pairs where lanes fill the GPU, same bits",
+          "[cuda][forward][segments]") {
+  // 131072 lanes, T = 512: pairs (65536 threads, one segment each).
+  REQUIRE(cuda::tuning::sequential_lanes_per_thread(131072, 512) == 2);
+  Problem<cells::ParaGRU, __nv_bfloat16> bf16(2, 512, 65536, Inputs::random, 21);
+  CHECK(bf16.solve({0, -1, 0}) == bf16.solve({1, -1, 1}));
+  Problem<cells::ParaLSTM, float> fp32(2, 512, 65536, Inputs::random, 22);
+  CHECK(fp32.solve({0, -1, 0}) == fp32.solve({1, -1, 1}));
+}
+
+TEST_CASE("cuda lane pairs: time-first layout, odd strides and misaligned states", "[cuda][forward][segments]") {
+  using S = __nv_bfloat16;
+  using Prob = Problem<cells::ParaGRU, S>;
+  constexpr int G = Prob::G, K = Prob::K, P = Prob::P;
+  const index_t B = 3, T = 300, H = 64;
+  Prob prob(B, T, H, Inputs::random, 9);
+  const auto one = prob.solve({4, -1, 1});  // batch-first, one lane a thread
+  std::vector<S> states_ref(static_cast<std::size_t>(B * T * K * H)), fin_ref(static_cast<std::size_t>(B * K * H));
+  std::memcpy(states_ref.data(), one.data(), states_ref.size() * sizeof(S));
+  std::memcpy(fin_ref.data(), one.data() + states_ref.size() * sizeof(S), fin_ref.size() * sizeof(S));
+  const auto uh = prob.u.download();
+  auto bits = [](const std::vector<S>& v) {
+    std::vector<unsigned char> out(v.size() * sizeof(S));
+    std::memcpy(out.data(), v.data(), out.size());
+    return out;
+  };
+  // Runs the sequential forward on the given u and states views; returns the final state.
+  auto run = [&](View<const S> u, View<S> st, cuda::detail::SequentialOverrides forced) {
+    DeviceBuffer<S> fin(fin_ref.size());
+    cuda::detail::forward_async_with<cells::ParaGRU, S>(u, param_view<const S>(prob.p.ptr, P, H),
+                                                       state_view<const S>(prob.s0.ptr, B, K, H), st,
+                                                       state_view(fin.ptr, B, K, H), Prob::sequential_options(),
+                                                       nullptr, forced, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    return fin.download();
+  };
+  SECTION("time-first u and states: pairs, same bits") {
+    std::vector<S> ut(uh.size());
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < T; ++t)
+        for (index_t i = 0; i < G * H; ++i) ut[((t * B + b) * G * H) + i] = uh[((b * T + t) * G * H) + i];
+    DeviceBuffer<S> u(ut.size()), st(states_ref.size());
+    u.upload(ut);
+    for (int lanes_per_thread : {2, 0}) {
+      const auto fin = run(time_first<const S>(u.ptr, T, B, G, H), time_first(st.ptr, T, B, K, H),
+                           {4, -1, lanes_per_thread});
+      const auto sth = st.download();
+      std::vector<S> back(sth.size());
+      for (index_t b = 0; b < B; ++b)
+        for (index_t t = 0; t < T; ++t)
+          for (index_t i = 0; i < K * H; ++i) back[((b * T + t) * K * H) + i] = sth[((t * B + b) * K * H) + i];
+      CHECK(bits(back) == bits(states_ref));
+      CHECK(bits(fin) == bits(fin_ref));
+    }
+  }
+  SECTION("u rows one element apart (odd batch stride): one lane a thread, same bits; pairs refused") {
+    const index_t row = T * G * H + 1;
+    std::vector<S> up(static_cast<std::size_t>(B * row));
+    for (index_t b = 0; b < B; ++b)
+      std::copy(uh.begin() + b * T * G * H, uh.begin() + (b + 1) * T * G * H, up.begin() + b * row);
+    DeviceBuffer<S> u(up.size()), st(states_ref.size());
+    u.upload(up);
+    const View<const S> uv{u.ptr, T, B, G, H, G * H, row, H, 1};
+    const auto fin = run(uv, batch_first(st.ptr, B, T, K, H), {4, -1, 0});
+    CHECK(bits(st.download()) == bits(states_ref));
+    CHECK(bits(fin) == bits(fin_ref));
+    CHECK_THROWS_AS(run(uv, batch_first(st.ptr, B, T, K, H), {4, -1, 2}), InvalidArgument);
+  }
+  SECTION("states one element into their buffer: one lane a thread, same bits; pairs refused") {
+    DeviceBuffer<S> st(states_ref.size() + 1);
+    const auto fin = run(batch_first<const S>(prob.u.ptr, B, T, G, H), batch_first(st.ptr + 1, B, T, K, H),
+                         {4, -1, 0});
+    auto sth = st.download();
+    sth.erase(sth.begin());
+    CHECK(bits(sth) == bits(states_ref));
+    CHECK(bits(fin) == bits(fin_ref));
+    CHECK_THROWS_AS(run(batch_first<const S>(prob.u.ptr, B, T, G, H), batch_first(st.ptr + 1, B, T, K, H),
+                        {4, -1, 2}),
+                    InvalidArgument);
+  }
 }
 
 TEST_CASE("cuda SolverOptions::sequential_segments picks the segment count, same bits", "[cuda][forward][segments]") {

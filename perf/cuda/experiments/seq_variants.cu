@@ -35,7 +35,7 @@ template <class Cell, class S, int D> void seq(const char* dt, int H, long T){
   index_t lanes=index_t(B)*H;
   float ms=timeit([&](int i){
     cuda::detail::FwdArgs<S,R> a{batch_first<const S>(u[i%3],B,T,G,H),pv,{},sv,{},T,H,lanes,1,1,1,1,1,10,R(1e-5),R(1e-5),R(1),0,nullptr,nullptr,nullptr,nullptr};
-    cuda::detail::sequential_forward_kernel<Cell,S,R,D,true><<<unsigned((lanes+63)/64),64>>>(a);});
+    cuda::detail::sequential_forward_kernel<Cell,S,R,D,1,true><<<unsigned((lanes+63)/64),64>>>(a);});
   SolverOptions o; o.mode=Mode::newton_chunked; o.check_finite=false;
   float msc=timeit([&](int i){ cuda::forward_async<Cell,S>(batch_first<const S>(u[i%3],B,T,G,H),pv,{},sv,{},o,nullptr,nullptr);});
   double gb=(nu+ns)*sizeof(S)/1e9;

@@ -58,7 +58,8 @@ Mode forward_async(View<const S> u, View<const S> p, View<const S> s0, View<S> s
                    cudaStream_t stream);
 
 namespace detail {
-/// Mode::sequential's launch choices, forced for tests and benchmarks.
+/// Mode::sequential's launch choices, forced for tests and benchmarks (other
+/// modes ignore them, but they are range-checked in every mode).
 struct SequentialOverrides {
   int segments = 0;          ///< 1 to tuning::max_sequential_segments; 0 = the options' or tuned
   int burn_in = -1;          ///< start-guess steps, >= 0; -1 = tuned
@@ -84,10 +85,11 @@ Mode forward_async_with(View<const S> u, View<const S> p, View<const S> s0, View
 /// Mode::newton runs per-step Newton (chunks of one step), Mode::newton_chunked
 /// multiple shooting with options.chunk_length steps per thread (supported: 1,
 /// 8, 16, 32; others round down to the nearest; 0 = tuned), Mode::sequential
-/// exact stepping: one thread per lane, and when lanes are few one per lane and
-/// segment, each segment corrected from its predecessor's end until bitwise
-/// equal to stepping the whole sequence (sequential_forward.cuh). Sequences of
-/// any length are split across blocks.
+/// exact stepping: one thread per lane or, where the layout and the shape
+/// allow, per pair of adjacent lanes (lane_pack.cuh); when lanes are few, one
+/// per lane (or pair) and segment, each segment corrected from its
+/// predecessor's end until bitwise equal to stepping the whole sequence
+/// (sequential_forward.cuh). Sequences of any length are split across blocks.
 template <class Cell, class S>
 SolveReport forward(View<const S> u, View<const S> p, View<const S> s0, View<S> states,
                     View<S> final_state, const SolverOptions& options = {},
