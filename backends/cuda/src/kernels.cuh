@@ -75,6 +75,20 @@ __device__ __forceinline__ double to_r(double x) { return x; }
 __device__ __forceinline__ float to_r(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_r(__half x) { return __half2float(x); }
 
+/// Bit patterns, for the sequential kernels' exact merge tests.
+__device__ __forceinline__ unsigned long long bits_of(float x) { return __float_as_uint(x); }
+__device__ __forceinline__ unsigned long long bits_of(double x) {
+  return static_cast<unsigned long long>(__double_as_longlong(x));
+}
+
+template <int K, class R>
+__device__ __forceinline__ bool same_bits(const R* a, const R* b) {
+  bool eq = true;
+#pragma unroll
+  for (int k = 0; k < K; ++k) eq &= bits_of(a[k]) == bits_of(b[k]);
+  return eq;
+}
+
 template <class R>
 __device__ __forceinline__ bool finite(R x) {
   return math::is_finite(x);
@@ -121,6 +135,7 @@ struct BwdArgs {
   int* flags;   // n_seg x n_tiles
   int* counter;
   R* partial;   // n_seg x lanes x P: per-segment parameter-gradient partials (or null)
+  int burn_in = 0;  // sequential backward: steps after a segment that make its hand-over guess
 };
 
 // ---- report -------------------------------------------------------------
@@ -558,48 +573,6 @@ __device__ __forceinline__ void adjoint_step(const R* A, const R* Ju, const R* J
     for (int i = 0; i < K; ++i) acc += A[i * K + jj] * lam[i];
     back[jj] = acc;
   }
-}
-
-/// Reverse sweep, one thread per lane: exact adjoint with no storage.
-template <class Cell, class S, class R>
-__global__ void __launch_bounds__(64) sequential_backward_kernel(BwdArgs<S, R> a) {
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
-  constexpr int PP = P > 0 ? P : 1;
-  const index_t lane = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (lane >= a.lanes) return;
-  const index_t b = lane / a.H, j = lane % a.H;
-  const LanePtr<const S> u(a.u, b, j), st(a.states, b, j), s0(a.s0, b, j),
-      gs(a.grad_states, b, j), gf(a.grad_final, b, j);
-  const LanePtr<S> gu(a.grad_u, b, j);
-  R p[PP], gp[PP];
-#pragma unroll
-  for (int q = 0; q < P; ++q) {
-    p[q] = load_r(a.p.data + q * a.p.stride_c + j * a.p.stride_h);
-    gp[q] = R(0);
-  }
-  R lam[K];
-  upstream<K>(gs, gf, a.T, a.T - 1, lam);
-  R back[K];
-  for (index_t t = a.T - 1; t >= 0; --t) {
-    R prev[K], ug[G], f[K], A[K * K], Ju[K * G], Jp[K * PP];
-    state_before<K>(st, s0, t, prev);
-    load_u<G>(u, t, ug);
-    cell_step_full_jacobian<Cell>(prev, ug, p, f, A, Ju, Jp);
-    adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu, t, gp, back);
-    if (t > 0) {
-      upstream<K>(gs, gf, a.T, t - 1, lam);
-#pragma unroll
-      for (int k = 0; k < K; ++k) lam[k] += back[k];
-    }
-  }
-  if (a.grad_s0.data) {
-    const LanePtr<S> g0(a.grad_s0, b, j);
-#pragma unroll
-    for (int k = 0; k < K; ++k) store_r(g0.at(0, k), back[k]);
-  }
-  if (a.partial)
-#pragma unroll
-    for (int q = 0; q < P; ++q) a.partial[lane * P + q] = gp[q];
 }
 
 /// Parallel adjoint: each thread owns L steps of one lane. Pass 1 builds the

@@ -12,6 +12,7 @@
 #include "flashrnn/cuda/api.hpp"
 #include "flashrnn/cuda/tuning.hpp"
 #include "kernels.cuh"
+#include "sequential_backward.cuh"
 #include "sequential_forward.cuh"
 
 #if FLASHRNN_CUDA_NVTX
@@ -315,30 +316,19 @@ SolveReport forward(View<const S> u, View<const S> p, View<const S> s0, View<S> 
   return rep;
 }
 
-namespace detail {
-/// Which adjoint kernel backward() runs: the tuned choice, or one forced (for
-/// the benchmark that measures tuning::backward_sequential, perf/cuda).
-enum class AdjointKernel { tuned, sequential, parallel };
-
-template <class Cell, class S>
-void backward_with(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
-                   View<const S> grad_states, View<const S> grad_final, View<S> grad_u,
-                   View<S> grad_p, View<S> grad_s0, AdjointKernel kernel, cudaStream_t stream);
-}  // namespace detail
-
 template <class Cell, class S>
 void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
               View<const S> grad_states, View<const S> grad_final, View<S> grad_u, View<S> grad_p,
               View<S> grad_s0, cudaStream_t stream) {
-  detail::backward_with<Cell, S>(u, p, s0, states, grad_states, grad_final, grad_u, grad_p, grad_s0,
-                                 detail::AdjointKernel::tuned, stream);
+  detail::backward_with<Cell, S>(u, p, s0, states, grad_states, grad_final, grad_u, grad_p, grad_s0, {},
+                                 stream);
 }
 
 template <class Cell, class S>
 void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
                            View<const S> states, View<const S> grad_states,
                            View<const S> grad_final, View<S> grad_u, View<S> grad_p,
-                           View<S> grad_s0, AdjointKernel kernel, cudaStream_t stream) {
+                           View<S> grad_s0, const AdjointOverrides& forced, cudaStream_t stream) {
   using R = typename detail::compute_type<S>::type;
   constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
   constexpr const char* where = "flashrnn::cuda::backward";
@@ -356,20 +346,36 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   detail::check_device(where, "grad_states", grad_states);
   detail::check_device(where, "grad_final", grad_final);
 
+  if (forced.segments < 0 || forced.segments > tuning::max_sequential_segments)
+    flashrnn::detail::fail_argument(where, "segments",
+                                    flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
+                                    forced.segments);
+  if (forced.burn_in < -1)
+    flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", forced.burn_in);
+
   detail::BwdArgs<S, R> a{u, p, s0, states, grad_states, grad_final, grad_u, grad_s0,
                           T, H, lanes, 1, 1, 1, 1, 1, nullptr, nullptr, nullptr, nullptr};
-  const bool seq = kernel == detail::AdjointKernel::tuned ? tuning::backward_sequential(lanes, T)
-                                                          : kernel == detail::AdjointKernel::sequential;
+  const bool seq = forced.kernel == detail::AdjointKernel::tuned ? tuning::backward_sequential(lanes, T)
+                                                                 : forced.kernel == detail::AdjointKernel::sequential;
   detail::BlockShape sh{1, 1, 1, T, 1};
-  if (!seq) sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);
+  int C = 1;  // segments of the sequential kernel
+  if (seq) {
+    C = forced.segments > 0 ? static_cast<int>(std::min<index_t>(forced.segments, std::max<index_t>(T, 1)))
+                            : tuning::sequential_segments(lanes, T);
+    a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
+  } else {
+    sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);
+  }
   a.LT = sh.LT;
   a.NC = sh.NC;
   a.n_tiles = sh.n_tiles;
   a.n_seg = sh.n_seg;
   a.seg_len = sh.seg_len;
+  // grad_p partials: one slab per chunk segment (parallel) or time segment (sequential).
+  const index_t partial_slabs = seq ? C : sh.n_seg;
   std::size_t partial_bytes = 0, carry_bytes = 0, flag_bytes = 0;
   if (grad_p.data && P > 0)
-    partial_bytes = detail::align_up(static_cast<std::size_t>(sh.n_seg * lanes * P) * sizeof(R));
+    partial_bytes = detail::align_up(static_cast<std::size_t>(partial_slabs * lanes * P) * sizeof(R));
   if (sh.n_seg > 1) {
     carry_bytes = detail::align_up(static_cast<std::size_t>(sh.n_seg * lanes * K) * sizeof(R));
     flag_bytes = static_cast<std::size_t>(sh.n_seg * sh.n_tiles + 1) * sizeof(int);
@@ -385,9 +391,12 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
     detail::check_cuda(cudaMemsetAsync(a.flags, 0, flag_bytes, stream), "cudaMemsetAsync(backward flags)");
   }
   if (seq) {
-    const index_t blocks = (lanes + tuning::sequential_block_threads - 1) / tuning::sequential_block_threads;
-    detail::sequential_backward_kernel<Cell, S, R>
-        <<<static_cast<unsigned>(blocks), tuning::sequential_block_threads, 0, stream>>>(a);
+    // As the forward: a warp of lanes per segment, half a warp beyond 8.
+    const int lt = C > 8 ? 16 : C > 1 ? 32 : tuning::sequential_block_threads;
+    const index_t blocks = (lanes + lt - 1) / lt;
+    const std::size_t smem = C > 1 ? static_cast<std::size_t>(C) * lt * K * sizeof(R) : 0;
+    detail::sequential_backward_kernel<Cell, S, R, tuning::sequential_backward_prefetch>
+        <<<static_cast<unsigned>(blocks), dim3(lt, C), smem, stream>>>(a);
     detail::check_launch("sequential_backward_kernel");
   } else {
     detail::launch_backward<Cell, S, R, tuning::default_chunk_length>(
@@ -396,7 +405,7 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   if (a.partial) {
     const index_t n = H * P;
     detail::reduce_param_grad_kernel<S, R><<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
-        a.partial, sh.n_seg, B, H, P, grad_p);
+        a.partial, partial_slabs, B, H, P, grad_p);
     detail::check_launch("reduce_param_grad_kernel");
   }
 }
@@ -442,6 +451,11 @@ void step(View<const S> u_t, View<const S> p, View<const S> s_prev, View<S> s_ne
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
       flashrnn::View<S>, flashrnn::View<S>, flashrnn::View<S>, cudaStream_t);                     \
+  template void flashrnn::cuda::detail::backward_with<CELL, S>(                                   \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<const S>, flashrnn::View<const S>, flashrnn::View<const S>,                  \
+      flashrnn::View<S>, flashrnn::View<S>, flashrnn::View<S>,                                    \
+      const flashrnn::cuda::detail::AdjointOverrides&, cudaStream_t);                             \
   template void flashrnn::cuda::step<CELL, S>(flashrnn::View<const S>, flashrnn::View<const S>,  \
                                               flashrnn::View<const S>, flashrnn::View<S>,         \
                                               cudaStream_t);

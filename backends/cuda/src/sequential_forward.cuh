@@ -25,22 +25,9 @@ namespace flashrnn {
 namespace cuda {
 namespace detail {
 
-__device__ __forceinline__ unsigned long long bits_of(float x) { return __float_as_uint(x); }
-__device__ __forceinline__ unsigned long long bits_of(double x) {
-  return static_cast<unsigned long long>(__double_as_longlong(x));
-}
-
 /// probe + 0 * x: stays finite until x is inf or NaN (a check in one FMA).
 __device__ __forceinline__ float fold_finite(float x, float probe) { return __fmaf_rn(x, 0.0f, probe); }
 __device__ __forceinline__ double fold_finite(double x, double probe) { return __fma_rn(x, 0.0, probe); }
-
-template <int K, class R>
-__device__ __forceinline__ bool same_bits(const R* a, const R* b) {
-  bool eq = true;
-#pragma unroll
-  for (int k = 0; k < K; ++k) eq &= bits_of(a[k]) == bits_of(b[k]);
-  return eq;
-}
 
 /// Loads the inputs of `count` (<= D) consecutive steps from `src` into `buf`
 /// (zeros past `count`), V lanes an access.

@@ -1,15 +1,14 @@
 // Experiment behind tuning::backward_sequential (perf/README.md, "Adjoint kernel
-// choice"): the one-thread-per-lane reverse sweep against the parallel adjoint
-// (chunked reverse scan), forced through detail::backward_with, B = 8. Not
-// built by CMake:
-//   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress=554 \
-//     -I core/include -I cells/include -I backends/cuda/include -I backends/cuda/src \
-//     -I bindings/cpp/include perf/cuda/experiments/adjoint_choice.cu -o adjoint_choice
+// choice"): the exact reverse sweep (sequential_backward.cuh, with the tuned
+// segment count) against the parallel adjoint (chunked reverse scan), forced
+// through detail::backward_with, B = 8. Built by CMake with the perf targets
+// (flashrnn_exp_adjoint_choice), linked to the library.
 #include <cstdio>
 
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
-#include "launch.cuh"
+#include "flashrnn/cuda/api.hpp"
+#include "flashrnn/cuda/tuning.hpp"
 
 #include "common.cuh"
 
@@ -42,19 +41,24 @@ void shape(const char* dtype, int H, long T) {
       cuda::detail::backward_with<Cell, S>(
           batch_first<const S>(u, B, T, G, H), param_view<const S>(p, P, H), {},
           batch_first<const S>(st, B, T, K, H), batch_first<const S>(gs, B, T, K, H), {},
-          batch_first(gu, B, T, G, H), param_view(gp, P, H), {}, k, nullptr);
+          batch_first(gu, B, T, G, H), param_view(gp, P, H), {}, {k, 0, -1}, nullptr);
     });
   };
   const float seq = run(cuda::detail::AdjointKernel::sequential);
   const float par = run(cuda::detail::AdjointKernel::parallel);
   const bool tuned_seq = cuda::tuning::backward_sequential(index_t(B) * H, T);
-  std::printf("%-8s %s lanes=%-6d T=%-6ld sequential %8.3f ms  parallel %8.3f ms  seq/par %5.2f  tuned=%s\n",
-              Cell::name, dtype, B * H, T, seq, par, seq / par, tuned_seq ? "sequential" : "parallel");
+  // Unavoidable I/O: read u, states, grad_states; write grad_u.
+  const double gb = double(2 * nu + 2 * ns) * sizeof(S) / 1e9;
+  std::printf("%-8s %s lanes=%-6d T=%-6ld sequential(C=%d) %8.3f ms (%4.0f GB/s)  parallel %8.3f ms (%4.0f GB/s)  "
+              "seq/par %5.2f  tuned=%s\n",
+              Cell::name, dtype, B * H, T, cuda::tuning::sequential_segments(index_t(B) * H, T), seq,
+              gb / (seq * 1e-3), par, gb / (par * 1e-3), seq / par, tuned_seq ? "sequential" : "parallel");
   for (S* x : {u, p, st, gs, gu, gp}) cudaFree(x);
   CK(cudaDeviceSynchronize());
 }
 
 void run() {
+  std::printf("device-to-device copy: %.0f GB/s\n", copy_gbs());
   for (int H : {32, 128, 512, 1024, 2048, 4096, 8192})
     for (long T : {256L, 2048L, 8192L}) {
       shape<cells::ParaGRU, float>("fp32", H, T);

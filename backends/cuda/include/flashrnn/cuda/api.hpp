@@ -96,12 +96,34 @@ SolveReport forward(View<const S> u, View<const S> p, View<const S> s0, View<S> 
                     cudaStream_t stream = nullptr);
 
 /// Gradients through a solved forward (see flashrnn::backward): the adjoint
-/// reverse scan fused with the local derivatives; grad_p is reduced per block
-/// and then over blocks and the batch in a fixed order. Does not synchronise.
+/// fused with the local derivatives, either as the exact reverse sweep (one
+/// thread per lane, and when lanes are few per lane and segment of the
+/// sequence, corrected like the forward's segments: sequential_backward.cuh)
+/// or as a chunked reverse scan (tuning::backward_sequential picks). grad_u
+/// and grad_s0 of the sweep are bitwise those of one thread per lane; grad_p
+/// is reduced per thread or block and then over segments, blocks and the
+/// batch in a fixed order (deterministic). Does not synchronise.
 template <class Cell, class S>
 void backward(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
               View<const S> grad_states, View<const S> grad_final, View<S> grad_u,
               View<S> grad_p, View<S> grad_s0, cudaStream_t stream = nullptr);
+
+namespace detail {
+/// Which adjoint kernel backward() runs: the tuned choice, or one forced.
+enum class AdjointKernel { tuned, sequential, parallel };
+/// backward()'s launch choices, forced for tests and benchmarks: the kernel,
+/// and for the sequential one its segments (1 to tuning::max_sequential_segments;
+/// 0 = tuned) and hand-over burn-in steps (>= 0; -1 = tuned).
+struct AdjointOverrides {
+  AdjointKernel kernel = AdjointKernel::tuned;
+  int segments = 0;
+  int burn_in = -1;
+};
+template <class Cell, class S>
+void backward_with(View<const S> u, View<const S> p, View<const S> s0, View<const S> states,
+                   View<const S> grad_states, View<const S> grad_final, View<S> grad_u, View<S> grad_p,
+                   View<S> grad_s0, const AdjointOverrides& forced, cudaStream_t stream);
+}  // namespace detail
 
 /// One step for every lane (autoregressive inference); s_next may equal s_prev.
 template <class Cell, class S>

@@ -109,14 +109,24 @@ inline int lanes_per_block(index_t lanes) {
 /// SolverOptions::sequential_segments = 1 themselves.
 inline Mode choose_mode(index_t /*lanes*/, index_t /*steps*/, int /*state_dim*/) { return Mode::sequential; }
 
-/// The backward counterpart: true for the one-thread-per-lane reverse sweep,
-/// false for the parallel adjoint (chunked reverse scan). Measured on an NVIDIA
-/// H200 (perf/cuda/experiments/adjoint_choice.cu, B = 8, T 256 .. 8192, ParaGRU
-/// fp32/bf16 and ParaLSTM fp32; perf/README.md): sequential time / parallel time
-/// is 1.6-32 up to 16384 lanes, 1.0-1.5 at 32768 and 0.65-0.84 at 65536 lanes.
+/// Steps prefetched by a thread of the sequential backward kernel (each step
+/// reads grad_states, the state before it and u).
+constexpr int sequential_backward_prefetch = 4;
+
+/// The backward counterpart: true for the exact reverse sweep
+/// (sequential_backward.cuh: one thread per lane and, where lanes are few,
+/// per segment, with sequential_segments(lanes, steps) segments), false for
+/// the parallel adjoint (chunked reverse scan). Measured on an NVIDIA H200
+/// (perf/cuda/experiments/adjoint_choice.cu, B = 8, lanes 256 .. 65536,
+/// T 256 .. 8192, ParaGRU fp32/bf16 and ParaLSTM fp32; perf/README.md):
+/// sweep time / parallel time is 0.61-0.98 from 4096 lanes where
+/// lanes x T >= 2^24 (ParaGRU fp32 the most), and 0.81-2.76 elsewhere (the
+/// sweep loses at 256-1024 lanes, up to 2.8x, and at T = 256 below 65536
+/// lanes but for ParaGRU fp32). The rule below picks the faster kernel at 58
+/// of 63 shapes; at the other five (fp32, four of them at T = 256) the
+/// parallel adjoint it picks is 1-23 % slower.
 inline bool backward_sequential(index_t lanes, index_t steps) {
-  if (steps < 64) return true;
-  return lanes >= 65536;
+  return lanes >= 4096 && lanes * steps >= (index_t(1) << 24);
 }
 
 }  // namespace tuning
