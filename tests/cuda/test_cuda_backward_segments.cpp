@@ -159,12 +159,12 @@ TEST_CASE("cuda backward rejects a forced segment count or burn-in out of range"
 
 TEST_CASE("cuda backward: the tuned choice equals one-thread sweeping where lanes fill the GPU",
           "[cuda][backward][segments]") {
-  // 65536 lanes, T = 300: the tuned kernel and segment count against the
-  // forced one-thread sweep (grad_u, grad_s0 bitwise where the tuned kernel
-  // is the sweep).
+  // 65536 lanes, T = 300: the tuned kernel (the sweep, one segment) against
+  // the forced one-thread sweep.
   Problem<cells::ParaLSTM, __nv_bfloat16> prob(2, 300, 32768, Inputs::random, 5);
   const auto whole = prob.backward({AdjointKernel::sequential, 1, -1});
   const auto tuned = prob.backward({});
-  if (cuda::tuning::backward_sequential(65536, 300)) CHECK(tuned.u_s0 == whole.u_s0);
+  REQUIRE(cuda::tuning::backward_sequential(65536, 300, sizeof(__nv_bfloat16), 2));
+  CHECK(tuned.u_s0 == whole.u_s0);
   CHECK(grad_p_close<__nv_bfloat16>(tuned.p, whole.p, 300));
 }

@@ -126,6 +126,16 @@ inline BlockShape block_shape(index_t lanes, index_t T, int L, const char* where
   return s;
 }
 
+/// The forced segment count and burn-in of the sequential kernels (test and
+/// benchmark hooks): 0..max segments (0 = tuned), burn-in >= -1 (-1 = tuned).
+inline void check_segment_overrides(const char* where, int segments, int burn_in) {
+  if (segments < 0 || segments > tuning::max_sequential_segments)
+    flashrnn::detail::fail_argument(where, "segments",
+                                    flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
+                                    segments);
+  if (burn_in < -1) flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", burn_in);
+}
+
 /// Whether V = 2 lanes a thread can read or write `v` with one access each:
 /// units contiguous, every other stride even and the data aligned to a pair
 /// (a null view, not written, allows it).
@@ -207,12 +217,7 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
   SolverOptions chk = options;
   chk.check_finite = false;  // device data: checked inside the kernels instead
   flashrnn::detail::check_forward_args<Cell, S>(where, u, p, s0, states, final_state, chk);
-  if (forced.segments < 0 || forced.segments > tuning::max_sequential_segments)
-    flashrnn::detail::fail_argument(where, "segments",
-                                    flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
-                                    forced.segments);
-  if (forced.burn_in < -1)
-    flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", forced.burn_in);
+  detail::check_segment_overrides(where, forced.segments, forced.burn_in);
   if (forced.lanes_per_thread < 0 || forced.lanes_per_thread > 2)
     flashrnn::detail::fail_argument(where, "lanes_per_thread", "0 (tuned), 1 or 2", forced.lanes_per_thread);
   detail::check_device(where, "u", u);
@@ -346,17 +351,13 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   detail::check_device(where, "grad_states", grad_states);
   detail::check_device(where, "grad_final", grad_final);
 
-  if (forced.segments < 0 || forced.segments > tuning::max_sequential_segments)
-    flashrnn::detail::fail_argument(where, "segments",
-                                    flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
-                                    forced.segments);
-  if (forced.burn_in < -1)
-    flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", forced.burn_in);
+  detail::check_segment_overrides(where, forced.segments, forced.burn_in);
 
   detail::BwdArgs<S, R> a{u, p, s0, states, grad_states, grad_final, grad_u, grad_s0,
                           T, H, lanes, 1, 1, 1, 1, 1, nullptr, nullptr, nullptr, nullptr};
-  const bool seq = forced.kernel == detail::AdjointKernel::tuned ? tuning::backward_sequential(lanes, T)
-                                                                 : forced.kernel == detail::AdjointKernel::sequential;
+  const bool seq = forced.kernel == detail::AdjointKernel::tuned
+                       ? tuning::backward_sequential(lanes, T, sizeof(S), K)
+                       : forced.kernel == detail::AdjointKernel::sequential;
   detail::BlockShape sh{1, 1, 1, T, 1};
   int C = 1;  // segments of the sequential kernel
   if (seq) {

@@ -46,7 +46,7 @@ void shape(const char* dtype, int H, long T) {
   };
   const float seq = run(cuda::detail::AdjointKernel::sequential);
   const float par = run(cuda::detail::AdjointKernel::parallel);
-  const bool tuned_seq = cuda::tuning::backward_sequential(index_t(B) * H, T);
+  const bool tuned_seq = cuda::tuning::backward_sequential(index_t(B) * H, T, sizeof(S), K);
   // Unavoidable I/O: read u, states, grad_states; write grad_u.
   const double gb = double(2 * nu + 2 * ns) * sizeof(S) / 1e9;
   std::printf("%-8s %s lanes=%-6d T=%-6ld sequential(C=%d) %8.3f ms (%4.0f GB/s)  parallel %8.3f ms (%4.0f GB/s)  "

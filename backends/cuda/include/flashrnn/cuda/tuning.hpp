@@ -122,10 +122,17 @@ constexpr int sequential_backward_prefetch = 4;
 /// sweep time / parallel time is 0.61-0.98 from 4096 lanes where
 /// lanes x T >= 2^24 (ParaGRU fp32 the most), and 0.81-2.76 elsewhere (the
 /// sweep loses at 256-1024 lanes, up to 2.8x, and at T = 256 below 65536
-/// lanes but for ParaGRU fp32). The rule below picks the faster kernel at 58
-/// of 63 shapes; at the other five (fp32, four of them at T = 256) the
-/// parallel adjoint it picks is 1-23 % slower.
-inline bool backward_sequential(index_t lanes, index_t steps) {
+/// lanes but for ParaGRU fp32). That rule picks the faster kernel at 58 of
+/// 63 shapes; at the other five (fp32, four of them at T = 256) the parallel
+/// adjoint it picks is 1-23 % slower. 16-bit storage with state_dim >= 2
+/// (ParaLSTM bf16, not in that experiment) keeps the earlier rule (the sweep
+/// only from 65536 lanes): in the issue grid (bench_cuda) its sweep took
+/// 1.25-1.35x the time of the parallel adjoint at 8192 and 32768 lanes
+/// (two calls of the same session on the same kind of card, not one run). Short sequences
+/// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
+inline bool backward_sequential(index_t lanes, index_t steps, std::size_t storage_bytes, int state_dim) {
+  if (steps < 64) return true;
+  if (storage_bytes <= 2 && state_dim >= 2) return lanes >= 65536;
   return lanes >= 4096 && lanes * steps >= (index_t(1) << 24);
 }
 
