@@ -300,23 +300,36 @@ void check_backward(index_t B, index_t T, index_t H) {
   dst.upload(st);
   dgs.upload(gs);
   dgf.upload(gf);
-  std::vector<double> first_gp;
-  for (int rep = 0; rep < 2; ++rep) {
-    cuda::backward<Cell, double>(
-        batch_first<const double>(du.ptr, B, T, G, H), param_view<const double>(dp.ptr, P, H),
-        state_view<const double>(ds0.ptr, B, K, H), batch_first<const double>(dst.ptr, B, T, K, H),
-        batch_first<const double>(dgs.ptr, B, T, K, H), state_view<const double>(dgf.ptr, B, K, H),
-        batch_first(dgu.ptr, B, T, G, H), param_view(dgp.ptr, P, H), state_view(dg0.ptr, B, K, H));
-    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-    const auto hgu = dgu.download(), hgp = dgp.download(), hg0 = dg0.download();
-    INFO(Cell::name << " backward B=" << B << " T=" << T << " H=" << H);
-    CHECK(max_err(hgu, gu) <= 1e-9);
-    CHECK(max_err(hg0, g0) <= 1e-9);
-    double scale = 1;
-    for (double x : gp) scale = std::max(scale, std::fabs(x));
-    CHECK(max_err(hgp, gp) <= 1e-9 * scale);
-    if (rep == 0) first_gp = hgp;
-    else CHECK(first_gp == hgp);  // deterministic run to run
+  // The tuned kernel (public entry point), then each adjoint kernel forced:
+  // the exact reverse sweep (segmented where lanes are few) and the parallel adjoint.
+  using cuda::detail::AdjointKernel;
+  for (AdjointKernel kernel : {AdjointKernel::tuned, AdjointKernel::sequential, AdjointKernel::parallel}) {
+    std::vector<double> first_gp;
+    for (int rep = 0; rep < 2; ++rep) {
+      const auto uv = batch_first<const double>(du.ptr, B, T, G, H);
+      const auto pv = param_view<const double>(dp.ptr, P, H);
+      const auto s0v = state_view<const double>(ds0.ptr, B, K, H);
+      const auto stv = batch_first<const double>(dst.ptr, B, T, K, H);
+      const auto gsv = batch_first<const double>(dgs.ptr, B, T, K, H);
+      const auto gfv = state_view<const double>(dgf.ptr, B, K, H);
+      if (kernel == AdjointKernel::tuned)
+        cuda::backward<Cell, double>(uv, pv, s0v, stv, gsv, gfv, batch_first(dgu.ptr, B, T, G, H),
+                                     param_view(dgp.ptr, P, H), state_view(dg0.ptr, B, K, H));
+      else
+        cuda::detail::backward_with<Cell, double>(uv, pv, s0v, stv, gsv, gfv, batch_first(dgu.ptr, B, T, G, H),
+                                                  param_view(dgp.ptr, P, H), state_view(dg0.ptr, B, K, H),
+                                                  {kernel, 0, -1}, nullptr);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      const auto hgu = dgu.download(), hgp = dgp.download(), hg0 = dg0.download();
+      INFO(Cell::name << " backward B=" << B << " T=" << T << " H=" << H << " kernel=" << static_cast<int>(kernel));
+      CHECK(max_err(hgu, gu) <= 1e-9);
+      CHECK(max_err(hg0, g0) <= 1e-9);
+      double scale = 1;
+      for (double x : gp) scale = std::max(scale, std::fabs(x));
+      CHECK(max_err(hgp, gp) <= 1e-9 * scale);
+      if (rep == 0) first_gp = hgp;
+      else CHECK(first_gp == hgp);  // deterministic run to run
+    }
   }
 }
 }  // namespace
@@ -327,7 +340,7 @@ TEST_CASE("cuda backward equals the CPU backward", "[cuda][backward]") {
     check_backward<cells::ParaLSTM>(2, T, 37);
   }
   check_backward<cells::ParaGRU>(1, 100000, 2);
-  check_backward<cells::ParaGRU>(64, 70, 1024);  // many lanes: the one-thread-per-lane sweep
+  check_backward<cells::ParaGRU>(64, 70, 1024);  // many lanes: one segment of the sweep a lane
   check_backward<cells::DiagTanh>(2, 500, 9);
 }
 
@@ -572,7 +585,8 @@ TEST_CASE("cuda HeadTanh4 forward fp64 equals the CPU sequential reference", "[c
 }
 
 TEST_CASE("cuda HeadTanh4 backward equals the CPU backward", "[cuda][backward][HeadTanh]") {
-  // Parallel adjoint (few lanes, T >= 64), several segments, and the one-thread-per-lane sweep.
+  // Few and many lanes, short and long sequences (check_backward also forces
+  // each adjoint kernel; check_backward_fp32_head runs the tuned one).
   for (index_t T : {1, 17, 1000, 20000}) check_backward_fp32_head(2, T, 37);
   check_backward_fp32_head(1, 100000, 2);
   check_backward_fp32_head(64, 70, 1024);

@@ -134,7 +134,8 @@ struct BwdArgs {
   R* carry;     // n_seg x lanes x K: λ at the first step of every segment
   int* flags;   // n_seg x n_tiles
   int* counter;
-  R* partial;   // n_seg x lanes x P: per-segment parameter-gradient partials (or null)
+  R* partial;   // slabs x lanes x P: parameter-gradient partials per chunk segment
+                // (parallel) or time segment (sequential sweep), or null
   int burn_in = 0;  // sequential backward: steps after a segment that make its hand-over guess
 };
 

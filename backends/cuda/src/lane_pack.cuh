@@ -28,10 +28,14 @@ template <class S>
 struct LanePack<S, 1> {
   using packed = S;
   template <class R>
-  __device__ static void unpack(packed x, R* r) { r[0] = to_r(x); }
+  __device__ static void unpack(packed x, R* r) {
+    r[0] = to_r(x);
+  }
   __device__ static packed load(const S* p) { return load_s(p); }
   template <class R>
-  __device__ static void store(S* p, const R* r) { store_r(p, r[0]); }
+  __device__ static void store(S* p, const R* r) {
+    store_r(p, r[0]);
+  }
   __device__ static packed zero() { return packed(0.0f); }
 };
 
@@ -84,8 +88,12 @@ struct LanePack<float, 2> {
     r[0] = x.x;
     r[1] = x.y;
   }
-  __device__ static packed load(const float* p) { return __ldg(reinterpret_cast<const float2*>(p)); }
-  __device__ static void store(float* p, const float* r) { *reinterpret_cast<float2*>(p) = make_float2(r[0], r[1]); }
+  __device__ static packed load(const float* p) {
+    return __ldg(reinterpret_cast<const float2*>(p));
+  }
+  __device__ static void store(float* p, const float* r) {
+    *reinterpret_cast<float2*>(p) = make_float2(r[0], r[1]);
+  }
   __device__ static packed zero() { return make_float2(0.0f, 0.0f); }
 };
 

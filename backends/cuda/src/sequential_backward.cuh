@@ -33,10 +33,11 @@ struct ReverseInputs {
 /// Loads the reverse-step inputs of `count` (<= D) steps t, t - 1, ... into
 /// buf[0], buf[1], ... (the rest untouched).
 template <int K, int G, int D, class S, class R>
-__device__ __forceinline__ void load_reverse(ReverseInputs<K, G, R> (&buf)[D], const LanePtr<const S>& gs,
-                                             const LanePtr<const S>& gf, const LanePtr<const S>& st,
-                                             const LanePtr<const S>& s0, const LanePtr<const S>& u, index_t T,
-                                             index_t t, int count) {
+__device__ __forceinline__ void load_reverse(ReverseInputs<K, G, R> (&buf)[D],
+                                             const LanePtr<const S>& gs, const LanePtr<const S>& gf,
+                                             const LanePtr<const S>& st, const LanePtr<const S>& s0,
+                                             const LanePtr<const S>& u, index_t T, index_t t,
+                                             int count) {
 #pragma unroll
   for (int i = 0; i < D; ++i)
     if (i < count) {
@@ -52,9 +53,9 @@ __device__ __forceinline__ void load_reverse(ReverseInputs<K, G, R> (&buf)[D], c
 /// nothing, if the two λ are bitwise equal (every earlier step then is too);
 /// otherwise adds Jp^T (λ - λ_old) to gp and steps both.
 template <class Cell, bool Correct, class S, class R, int PP>
-__device__ __forceinline__ bool reverse_step(const ReverseInputs<cell_traits<Cell>::K, cell_traits<Cell>::G, R>& in,
-                                             const R (&p)[PP], R* back, R* old, R* gp, const LanePtr<S>& gu,
-                                             index_t t) {
+__device__ __forceinline__ bool reverse_step(
+    const ReverseInputs<cell_traits<Cell>::K, cell_traits<Cell>::G, R>& in, const R (&p)[PP],
+    R* back, R* old, R* gp, const LanePtr<S>& gu, index_t t) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   R lam[K], lo[K];
 #pragma unroll
@@ -86,10 +87,12 @@ __device__ __forceinline__ bool reverse_step(const ReverseInputs<cell_traits<Cel
 /// hand-over to step t0 - 1. Correct: see reverse_step; returns true on
 /// merging.
 template <class Cell, bool Correct, int D, class S, class R, int PP>
-__device__ __forceinline__ bool reverse_range(const LanePtr<const S>& gs, const LanePtr<const S>& gf,
-                                              const LanePtr<const S>& st, const LanePtr<const S>& s0,
-                                              const LanePtr<const S>& u, const LanePtr<S>& gu, const R (&p)[PP],
-                                              index_t T, index_t t0, index_t t1, R* back, R* old, R* gp) {
+__device__ __forceinline__ bool reverse_range(const LanePtr<const S>& gs,
+                                              const LanePtr<const S>& gf,
+                                              const LanePtr<const S>& st,
+                                              const LanePtr<const S>& s0, const LanePtr<const S>& u,
+                                              const LanePtr<S>& gu, const R (&p)[PP], index_t T,
+                                              index_t t0, index_t t1, R* back, R* old, R* gp) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
   using In = ReverseInputs<K, G, R>;
   const index_t full = (t1 - t0) / D;
@@ -112,7 +115,8 @@ __device__ __forceinline__ bool reverse_range(const LanePtr<const S>& gs, const 
   }
 #pragma unroll
   for (int i = 0; i < D - 1; ++i)
-    if (i < rest && reverse_step<Cell, Correct, S>(nxt[i], p, back, old, gp, gu, t - i)) return true;
+    if (i < rest && reverse_step<Cell, Correct, S>(nxt[i], p, back, old, gp, gu, t - i))
+      return true;
   return false;
 }
 
@@ -156,7 +160,8 @@ __global__ void __launch_bounds__(256) sequential_backward_kernel(BwdArgs<S, R> 
   }
 #pragma unroll
   for (int k = 0; k < K; ++k) start[k] = back[k];
-  if (active) reverse_range<Cell, false, D>(gs, gf, st, s0, u, gu, p, a.T, t0, t1, back, no_old, gp);
+  if (active)
+    reverse_range<Cell, false, D>(gs, gf, st, s0, u, gu, p, a.T, t0, t1, back, no_old, gp);
   if (C > 1) {
     R* ends = reinterpret_cast<R*>(sequential_backward_smem);
     const int stride = static_cast<int>(blockDim.x) * K;

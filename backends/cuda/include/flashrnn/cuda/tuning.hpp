@@ -121,8 +121,9 @@ constexpr int sequential_backward_prefetch = 4;
 /// T 256 .. 8192, ParaGRU fp32/bf16 and ParaLSTM fp32; perf/README.md):
 /// sweep time / parallel time is 0.61-0.98 from 4096 lanes where
 /// lanes x T >= 2^24 (ParaGRU fp32 the most), and 0.81-2.76 elsewhere (the
-/// sweep loses at 256-1024 lanes, up to 2.8x, and at T = 256 below 65536
-/// lanes but for ParaGRU fp32). That rule picks the faster kernel at 58 of
+/// sweep loses at 256-1024 lanes, up to 2.8x, and mostly at T = 256 below
+/// 65536 lanes; there ParaGRU fp32 wins at 16384-32768 lanes and ParaLSTM
+/// fp32 ties at 8192-32768). That rule picks the faster kernel at 58 of
 /// 63 shapes; at the other five (fp32, four of them at T = 256) the parallel
 /// adjoint it picks is 1-23 % slower. 16-bit storage with state_dim >= 2
 /// (ParaLSTM bf16, not in that experiment) keeps the earlier rule (the sweep
