@@ -68,6 +68,13 @@ int tuned_lanes_per_thread(index_t lanes, index_t T) {
   return sizeof(S) <= 4 && Cell::state_dim <= 2 ? cuda::tuning::sequential_lanes_per_thread(lanes, T) : 1;
 }
 
+/// Options for timing: no host-side finiteness check (a read of u).
+SolverOptions timing_options() {
+  SolverOptions o;
+  o.check_finite = false;
+  return o;
+}
+
 template <class Cell, class S>
 void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.0f) {
   Problem<Cell, S> pr(H, T);
@@ -76,8 +83,7 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   const auto uv = pr.uv();
   const auto pv = pr.pv();
   const auto sv = pr.sv();
-  SolverOptions o;
-  o.check_finite = false;
+  SolverOptions o = timing_options();
   std::printf("%-8s %s", Cell::name, dtype);
   if (update_gate != 0.0f) std::printf(" u_z=%g", update_gate);
   std::printf(" lanes=%-6d T=%-6ld", pr.B * H, T);
@@ -155,8 +161,7 @@ void pairs_shape(const char* dtype, int H, long T, double peak) {
   const auto uv = pr.uv();
   const auto pv = pr.pv();
   const auto sv = pr.sv();
-  SolverOptions o;
-  o.check_finite = false;
+  SolverOptions o = timing_options();
   o.mode = Mode::sequential;
   const index_t lanes = index_t(pr.B) * H;
   std::printf("%-8s %s lanes=%-6ld T=%-6ld", Cell::name, dtype, static_cast<long>(lanes), T);
