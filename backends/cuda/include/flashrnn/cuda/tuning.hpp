@@ -125,15 +125,20 @@ constexpr int sequential_backward_prefetch = 4;
 /// 65536 lanes; there ParaGRU fp32 wins at 16384-32768 lanes and ParaLSTM
 /// fp32 ties at 8192-32768). That rule picks the faster kernel at 58 of
 /// 63 shapes; at the other five (fp32, four of them at T = 256) the parallel
-/// adjoint it picks is 1-23 % slower. 16-bit storage with state_dim >= 2
-/// (ParaLSTM bf16, not in that experiment) keeps the earlier rule (the sweep
-/// only from 65536 lanes): in the issue grid (bench_cuda) its sweep took
-/// 1.25-1.35x the time of the parallel adjoint at 8192 and 32768 lanes
-/// (two calls of the same session on the same kind of card, not one run). Short sequences
-/// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
+/// adjoint it picks is 1-23 % slower. That rule applies where it was
+/// measured or checked in the grid: fp32 with state_dim <= 2 and 16-bit
+/// storage with state_dim 1 (ParaGRU, ParaLSTM; DiagTanh, a lighter step,
+/// assumed alike). The rest keeps the earlier rule (the sweep only
+/// from 65536 lanes): 16-bit ParaLSTM, whose sweep took 1.25-1.35x the time
+/// of the parallel adjoint at 8192 and 32768 lanes in the issue grid
+/// (bench_cuda, two calls of the same session on the same kind of card, not
+/// one run; 214 registers), and the unmeasured fp64 and dense cells (HeadTanh4
+/// spills in the sweep). Short sequences (< 64 steps) always sweep: too few
+/// chunks for the parallel adjoint.
 inline bool backward_sequential(index_t lanes, index_t steps, std::size_t storage_bytes, int state_dim) {
   if (steps < 64) return true;
-  if (storage_bytes <= 2 && state_dim >= 2) return lanes >= 65536;
+  const bool measured = (storage_bytes == 4 && state_dim <= 2) || (storage_bytes == 2 && state_dim == 1);
+  if (!measured) return lanes >= 65536;
   return lanes >= 4096 && lanes * steps >= (index_t(1) << 24);
 }
 
