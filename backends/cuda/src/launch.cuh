@@ -152,15 +152,20 @@ constexpr bool pairs_compiled() {
   return has_lane_pairs<S>::value && cell_traits<Cell>::K <= 2;
 }
 
+/// blockDim.x of the sequential kernels (forward and backward) for `segments`
+/// segments: a warp of consecutive lanes' threads per segment, half a warp
+/// beyond 8 segments (the block stays within the kernels' 256 threads);
+/// without segments the wider block of the one-thread-per-lane kernels.
+inline int sequential_block_lanes(int segments) {
+  static_assert(16 * tuning::max_sequential_segments <= 256 && tuning::sequential_block_threads <= 256,
+                "the sequential kernels are compiled with __launch_bounds__(256)");
+  return segments > 8 ? 16 : segments > 1 ? 32 : tuning::sequential_block_threads;
+}
+
 template <class Cell, class S, class R, int V>
 void launch_sequential_v(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
   constexpr int K = cell_traits<Cell>::K;
-  // Threads of consecutive lanes per segment: a warp, half a warp beyond 8
-  // segments (the block stays within the kernel's 256 threads); without
-  // segments the wider block of the one-thread-per-lane kernels.
-  static_assert(16 * tuning::max_sequential_segments <= 256 && tuning::sequential_block_threads <= 256,
-                "sequential_forward_kernel is compiled with __launch_bounds__(256)");
-  const int lt = segments > 8 ? 16 : segments > 1 ? 32 : tuning::sequential_block_threads;
+  const int lt = sequential_block_lanes(segments);
   const index_t threads = (a.lanes + V - 1) / V;
   const index_t blocks = (threads + lt - 1) / lt;
   const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * V * K * sizeof(R) : 0;
@@ -392,8 +397,7 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
     detail::check_cuda(cudaMemsetAsync(a.flags, 0, flag_bytes, stream), "cudaMemsetAsync(backward flags)");
   }
   if (seq) {
-    // As the forward: a warp of lanes per segment, half a warp beyond 8.
-    const int lt = C > 8 ? 16 : C > 1 ? 32 : tuning::sequential_block_threads;
+    const int lt = detail::sequential_block_lanes(C);
     const index_t blocks = (lanes + lt - 1) / lt;
     const std::size_t smem = C > 1 ? static_cast<std::size_t>(C) * lt * K * sizeof(R) : 0;
     detail::sequential_backward_kernel<Cell, S, R, tuning::sequential_backward_prefetch>
