@@ -256,9 +256,12 @@ TEST_CASE("cuda lane pairs: time-first layout, odd strides and misaligned states
   }
   SECTION("states one element into their buffer: one lane a thread, same bits; pairs refused") {
     DeviceBuffer<S> st(states_ref.size() + 1);
+    const S guard = to_s<S>(7.0);  // the element before the states must stay untouched
+    st.upload(std::vector<S>(st.n, guard));
     const auto fin = run(batch_first<const S>(prob.u.ptr, B, T, G, H), batch_first(st.ptr + 1, B, T, K, H),
                          {4, -1, 0});
     auto sth = st.download();
+    CHECK(bits(std::vector<S>{sth.front()}) == bits(std::vector<S>{guard}));
     sth.erase(sth.begin());
     CHECK(bits(sth) == bits(states_ref));
     CHECK(bits(fin) == bits(fin_ref));
