@@ -187,11 +187,17 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   const auto tuned = gru.backward({});
   CHECK(tuned.u_s0 == whole.u_s0);
   CHECK(grad_p_close<float>(tuned.p, whole.p, 4096));
-  // 65536 lanes of ParaLSTM bf16: the sweep, one segment (16-bit ParaLSTM
-  // keeps the parallel adjoint below 65536 lanes).
+  // The rule's edges: lanes x T from 2^22 in fp32 and 2^24 in 16-bit storage,
+  // never below 4096 lanes; wider states only from 65536 lanes.
+  CHECK(cuda::tuning::backward_sequential(4096, 1024, sizeof(float), 2));
+  CHECK(!cuda::tuning::backward_sequential(4096, 512, sizeof(float), 2));
+  CHECK(!cuda::tuning::backward_sequential(4096, 2048, sizeof(__nv_bfloat16), 2));
+  CHECK(!cuda::tuning::backward_sequential(2048, 65536, sizeof(float), 1));
+  CHECK(!cuda::tuning::backward_sequential(32768, 4096, sizeof(float), 4));
+  CHECK(cuda::tuning::backward_sequential(65536, 300, sizeof(float), 4));
+  // 65536 lanes of ParaLSTM bf16 (lanes x T = 2^24.2): the sweep, one segment.
   REQUIRE(cuda::tuning::backward_sequential(65536, 300, sizeof(__nv_bfloat16), 2));
-  REQUIRE(!cuda::tuning::backward_sequential(32768, 4096, sizeof(__nv_bfloat16), 2));
-  Problem<cells::ParaLSTM, __nv_bfloat16> lstm(2, 300, 32768, Inputs::random, 5);
+  Problem<cells::ParaLSTM, __nv_bfloat16> lstm(2, 300, 32768, Inputs::random, 5);  // B = 2 x H = 32768
   const auto lstm_whole = lstm.backward({AdjointKernel::sequential, 1, -1});
   const auto lstm_tuned = lstm.backward({});
   CHECK(lstm_tuned.u_s0 == lstm_whole.u_s0);

@@ -400,7 +400,7 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
     const int lt = detail::sequential_block_lanes(C);
     const index_t blocks = (lanes + lt - 1) / lt;
     const std::size_t smem = C > 1 ? static_cast<std::size_t>(C) * lt * K * sizeof(R) : 0;
-    detail::sequential_backward_kernel<Cell, S, R, tuning::sequential_backward_prefetch>
+    detail::sequential_backward_kernel<Cell, S, R, tuning::sequential_backward_prefetch(K)>
         <<<static_cast<unsigned>(blocks), dim3(lt, C), smem, stream>>>(a);
     detail::check_launch("sequential_backward_kernel");
   } else {

@@ -64,6 +64,7 @@ void run() {
       shape<cells::ParaGRU, float>("fp32", H, T);
       shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T);
       shape<cells::ParaLSTM, float>("fp32", H, T);
+      shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T);
     }
 }
 }  // namespace xb

@@ -110,36 +110,36 @@ inline int lanes_per_block(index_t lanes) {
 inline Mode choose_mode(index_t /*lanes*/, index_t /*steps*/, int /*state_dim*/) { return Mode::sequential; }
 
 /// Steps prefetched by a thread of the sequential backward kernel (each step
-/// reads grad_states, the state before it and u).
-constexpr int sequential_backward_prefetch = 4;
+/// reads grad_states, the state before it and u, held converted to the
+/// compute type). Four for state_dim 1; two beyond, where four steps of
+/// inputs next to the step's Jacobians cost too many registers: ParaLSTM's
+/// sweep needs 205-214 registers with four (8 warps per SM) and 128 with two
+/// (16 warps); HeadTanh4's spills 316 bytes with four and none with two
+/// (ptxas, sm_90).
+constexpr int sequential_backward_prefetch(int state_dim) { return state_dim == 1 ? 4 : 2; }
 
 /// The backward counterpart: true for the exact reverse sweep
 /// (sequential_backward.cuh: one thread per lane and, where lanes are few,
 /// per segment, with sequential_segments(lanes, steps) segments), false for
 /// the parallel adjoint (chunked reverse scan). Measured on an NVIDIA H200
-/// (perf/cuda/experiments/adjoint_choice.cu, B = 8, lanes 256 .. 65536,
-/// T 256 .. 8192, ParaGRU fp32/bf16 and ParaLSTM fp32; perf/README.md):
-/// sweep time / parallel time is 0.61-0.98 from 4096 lanes where
-/// lanes x T >= 2^24 (ParaGRU fp32 the most), and 0.81-2.76 elsewhere (the
-/// sweep loses at 256-1024 lanes, up to 2.8x, and mostly at T = 256 below
-/// 65536 lanes; there ParaGRU fp32 wins at 16384-32768 lanes and ParaLSTM
-/// fp32 ties at 8192-32768). That rule picks the faster kernel at 58 of
-/// 63 shapes; at the other five (fp32, four of them at T = 256) the parallel
-/// adjoint it picks is 1-23 % slower. That rule applies where it was
-/// measured or checked in the grid: fp32 with state_dim <= 2 and 16-bit
-/// storage with state_dim 1 (ParaGRU, ParaLSTM; DiagTanh, a lighter step,
-/// assumed alike). The rest keeps the earlier rule (the sweep only
-/// from 65536 lanes): 16-bit ParaLSTM, whose sweep took 1.25-1.35x the time
-/// of the parallel adjoint at 8192 and 32768 lanes in the issue grid
-/// (bench_cuda, two calls of the same session on the same kind of card, not
-/// one run; 214 registers), and the unmeasured fp64 and dense cells (HeadTanh4
-/// spills in the sweep). Short sequences (< 64 steps) always sweep: too few
-/// chunks for the parallel adjoint.
+/// in one run (perf/cuda/experiments/adjoint_choice.cu, sixth session, B = 8,
+/// lanes 256 .. 65536, T 256 .. 8192, ParaGRU and ParaLSTM in fp32 and bf16;
+/// perf/README.md): the sweep wins from 4096 lanes where lanes x T reaches
+/// 2^22 in fp32 and 2^24 in bf16 (sweep / parallel time 0.52-0.99 where this
+/// rule picks it; ParaLSTM fp32 the most) and loses below 4096 lanes (up to
+/// 3.4x). The rule picks the faster kernel at 81 of 84 shapes; at the other
+/// three (ParaLSTM bf16) the parallel adjoint it picks is 1-7 % slower. It
+/// applies where it was measured: state_dim <= 2 in fp32 and in 16-bit
+/// storage (DiagTanh, a lighter step, assumed alike). The rest keeps the
+/// earlier rule, the sweep only from 65536 lanes: fp64 and the dense cells,
+/// unmeasured (HeadTanh4's sweep needs 249 registers). Short sequences
+/// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
 inline bool backward_sequential(index_t lanes, index_t steps, std::size_t storage_bytes, int state_dim) {
   if (steps < 64) return true;
-  const bool measured = (storage_bytes == 4 && state_dim <= 2) || (storage_bytes == 2 && state_dim == 1);
+  const bool measured = state_dim <= 2 && (storage_bytes == 4 || storage_bytes == 2);
   if (!measured) return lanes >= 65536;
-  return lanes >= 4096 && lanes * steps >= (index_t(1) << 24);
+  const int log2_work = storage_bytes == 4 ? 22 : 24;
+  return lanes >= 4096 && lanes * steps >= (index_t(1) << log2_work);
 }
 
 }  // namespace tuning
