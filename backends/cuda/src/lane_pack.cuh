@@ -51,35 +51,43 @@ __device__ __forceinline__ P load_32(const void* p) {
   return x;
 }
 
+/// Two 16-bit lanes in one 32-bit register (P2 = __nv_bfloat162 or __half2).
+__device__ __forceinline__ float2 to_float2(__nv_bfloat162 x) {
+  return __bfloat1622float2(x);
+}
+__device__ __forceinline__ float2 to_float2(__half2 x) {
+  return __half22float2(x);
+}
+template <class P2>
+__device__ __forceinline__ P2 round_pair(float a, float b);
 template <>
-struct LanePack<__nv_bfloat16, 2> {
-  using packed = __nv_bfloat162;
+__device__ __forceinline__ __nv_bfloat162 round_pair<__nv_bfloat162>(float a, float b) {
+  return __floats2bfloat162_rn(a, b);
+}
+template <>
+__device__ __forceinline__ __half2 round_pair<__half2>(float a, float b) {
+  return __floats2half2_rn(a, b);
+}
+
+template <class S, class P2>
+struct LanePack16x2 {
+  using packed = P2;
   __device__ static void unpack(packed x, float* r) {
-    const float2 f = __bfloat1622float2(x);
+    const float2 f = to_float2(x);
     r[0] = f.x;
     r[1] = f.y;
   }
-  __device__ static packed load(const __nv_bfloat16* p) { return load_32<packed>(p); }
-  __device__ static void store(__nv_bfloat16* p, const float* r) {
-    *reinterpret_cast<packed*>(p) = __floats2bfloat162_rn(r[0], r[1]);
+  __device__ static packed load(const S* p) { return load_32<packed>(p); }
+  __device__ static void store(S* p, const float* r) {
+    *reinterpret_cast<packed*>(p) = round_pair<P2>(r[0], r[1]);
   }
-  __device__ static packed zero() { return __floats2bfloat162_rn(0.0f, 0.0f); }
+  __device__ static packed zero() { return round_pair<P2>(0.0f, 0.0f); }
 };
 
 template <>
-struct LanePack<__half, 2> {
-  using packed = __half2;
-  __device__ static void unpack(packed x, float* r) {
-    const float2 f = __half22float2(x);
-    r[0] = f.x;
-    r[1] = f.y;
-  }
-  __device__ static packed load(const __half* p) { return load_32<packed>(p); }
-  __device__ static void store(__half* p, const float* r) {
-    *reinterpret_cast<packed*>(p) = __floats2half2_rn(r[0], r[1]);
-  }
-  __device__ static packed zero() { return __floats2half2_rn(0.0f, 0.0f); }
-};
+struct LanePack<__nv_bfloat16, 2> : LanePack16x2<__nv_bfloat16, __nv_bfloat162> {};
+template <>
+struct LanePack<__half, 2> : LanePack16x2<__half, __half2> {};
 
 template <>
 struct LanePack<float, 2> {
