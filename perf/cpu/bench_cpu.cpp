@@ -28,14 +28,13 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "common/bench_grid.hpp"
+#include "common/bench_problem.hpp"
+#include "common/bench_report.hpp"
 #include "flashrnn/flashrnn.hpp"
 
 namespace {
@@ -43,54 +42,8 @@ namespace {
 using flashrnn::index_t;
 using flashrnn::Mode;
 using Real = float;
-
-/// One layer's inputs and outputs, batch_first ([B][T][C*H]).
 template <class Cell>
-struct Problem {
-  static constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
-  index_t B, H, T;
-  std::vector<Real> u, p, states, reference, grad_states, grad_u, grad_p;
-
-  Problem(index_t lanes, index_t steps) : T(steps) {
-    H = lanes < 256 ? lanes : 256;  // units per layer; the rest is batch
-    B = lanes / H;
-    std::mt19937_64 rng(1234);
-    std::normal_distribution<Real> normal(0, 1);
-    u.resize(static_cast<size_t>(B * T * G * H));
-    // Pre-activations as x W^T + b would give: unit variance around a gate
-    // bias that keeps the first gate (update / forget) leaning towards memory.
-    for (index_t i = 0; i < B * T; ++i)
-      for (int g = 0; g < G; ++g)
-        for (index_t j = 0; j < H; ++j)
-          u[static_cast<size_t>((i * G + g) * H + j)] = normal(rng) + (g == 0 ? Real(-1) : Real(0));
-    // Recurrent weights of moderate size, as after training (|a| < ~1).
-    p.resize(static_cast<size_t>(P * H));
-    for (auto& x : p) x = Real(0.5) * normal(rng);
-    states.assign(static_cast<size_t>(B * T * K * H), Real(0));
-    grad_states.resize(states.size());
-    for (auto& x : grad_states) x = normal(rng);
-    grad_u.assign(u.size(), Real(0));
-    grad_p.assign(p.size(), Real(0));
-    reference.assign(states.size(), Real(0));
-    flashrnn::SolverOptions o;
-    o.mode = Mode::sequential;
-    flashrnn::forward<Cell, Real>(u_view(), p_view(), {}, flashrnn::batch_first(reference.data(), B, T, K, H),
-                                  {}, o);
-  }
-  flashrnn::View<const Real> u_view() const { return flashrnn::batch_first<const Real>(u.data(), B, T, G, H); }
-  flashrnn::View<const Real> p_view() const { return flashrnn::param_view<const Real>(p.data(), P, H); }
-  flashrnn::View<Real> states_view() { return flashrnn::batch_first(states.data(), B, T, K, H); }
-  flashrnn::View<const Real> grad_states_view() const {
-    return flashrnn::batch_first<const Real>(grad_states.data(), B, T, K, H);
-  }
-  flashrnn::View<Real> grad_u_view() { return flashrnn::batch_first(grad_u.data(), B, T, G, H); }
-  flashrnn::View<Real> grad_p_view() { return flashrnn::param_view(grad_p.data(), P, H); }
-  double io_bytes(bool with_backward) const {
-    const double fwd = double(B * T * H) * (G + K) * sizeof(Real);
-    const double bwd = double(B * T * H) * (G + K + K + G) * sizeof(Real);
-    return with_backward ? fwd + bwd : fwd;
-  }
-};
+using Problem = flashrnn_bench::HostProblem<Cell, Real>;
 
 /// The problem of the shape being benchmarked. Benchmarks are registered
 /// grouped by shape, so each shape is generated once; only one is alive.
@@ -114,23 +67,12 @@ void run_solve(benchmark::State& state, Mode mode, bool with_backward, index_t l
   const flashrnn::Context ctx{threads};
   flashrnn::SolveReport rep;
   for (auto _ : state) {
-    rep = flashrnn::forward<Cell, Real>(pr.u_view(), pr.p_view(), {}, pr.states_view(), {}, opts, ctx);
-    if (with_backward)
-      flashrnn::backward<Cell, Real>(pr.u_view(), pr.p_view(), {}, pr.states_view(), pr.grad_states_view(), {},
-                                     pr.grad_u_view(), pr.grad_p_view(), {}, ctx);
+    rep = pr.solve_native(opts, with_backward, ctx);
     benchmark::ClobberMemory();
   }
-  double diff = 0;
-  for (size_t i = 0; i < pr.states.size(); ++i)
-    diff = std::max(diff, double(std::fabs(pr.states[i] - pr.reference[i])));
-  state.SetItemsProcessed(state.iterations() * lanes * T);
-  state.SetBytesProcessed(static_cast<int64_t>(double(state.iterations()) * pr.io_bytes(with_backward)));
-  state.counters["newton_iters"] = rep.iterations;
-  state.counters["fell_back"] = static_cast<double>(rep.lanes_fell_back);
-  state.counters["max_diff"] = diff;
   state.counters["io_MB"] = pr.io_bytes(with_backward) / 1e6;
-  if (!rep.converged || rep.lanes_fell_back > 0 || !(diff < 1e-3))
-    state.SkipWithError("solve did not converge or disagrees with sequential stepping");
+  flashrnn_bench::report_solve(state, rep, pr.max_diff(pr.states.data()), lanes * T,
+                               pr.io_bytes(with_backward));
 }
 
 template <class Cell>
@@ -139,9 +81,8 @@ void register_cell(index_t lanes, index_t T) {
   for (bool bwd : {false, true})
     for (Mode m : modes)
       for (int threads : {1, 2}) {
-        const std::string name = std::string(bwd ? "fwdbwd/" : "fwd/") + Cell::name + "/" +
-                                 flashrnn::to_string(m) + "/lanes:" + std::to_string(lanes) +
-                                 "/T:" + std::to_string(T) + "/threads:" + std::to_string(threads);
+        const std::string name = flashrnn_bench::shape_name(bwd, Cell::name, m, lanes, T) +
+                                 "/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
           run_solve<Cell>(st, m, bwd, lanes, T, threads);
         })
@@ -157,24 +98,11 @@ void register_cell(index_t lanes, index_t T) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  index_t max_steps = index_t(1) << 22;
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    const char* flag = "--flashrnn_max_steps=";
-    if (std::strncmp(argv[i], flag, std::strlen(flag)) == 0)
-      max_steps = std::atoll(argv[i] + std::strlen(flag));
-    else
-      argv[kept++] = argv[i];
-  }
-  argc = kept;
-  // lanes = 1 is below the requested 64..16384 range: it is the one case where
-  // lanes < threads, so the solver parallelises along time inside the lane.
-  for (index_t lanes : {1, 64, 1024, 16384})
-    for (index_t T : {256, 4096, 65536})
-      if (lanes * T <= max_steps) {
-        register_cell<flashrnn::cells::ParaGRU>(lanes, T);
-        register_cell<flashrnn::cells::ParaLSTM>(lanes, T);
-      }
+  const index_t max_steps = flashrnn_bench::take_max_steps_flag(argc, argv);
+  flashrnn_bench::for_each_shape(max_steps, [](index_t lanes, index_t T) {
+    register_cell<flashrnn::cells::ParaGRU>(lanes, T);
+    register_cell<flashrnn::cells::ParaLSTM>(lanes, T);
+  });
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("flashrnn.cpu_runtime", flashrnn::cpu::runtime_name());

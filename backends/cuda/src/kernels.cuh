@@ -360,16 +360,7 @@ __global__ void __launch_bounds__(256, 2) newton_forward_kernel(FwdArgs<S, R> a)
       if (y == 0 && !affine0) {
         m = Map::constant(F);
       } else {
-#pragma unroll
-        for (int i = 0; i < K; ++i) {
-          R c = F[i];
-#pragma unroll
-          for (int jj = 0; jj < K; ++jj) {
-            m.A[i * K + jj] = phi[i * K + jj];
-            c -= phi[i * K + jj] * xin[jj];
-          }
-          m.c[i] = c;
-        }
+        m = Map::tangent(F, phi, xin);
       }
       if (y == 0 && affine0)
 #pragma unroll

@@ -31,6 +31,23 @@ struct Affine {
     for (int i = 0; i < K; ++i) m.c[i] = value[i];
     return m;
   }
+  /// The tangent at `at` of a map whose value there is `value` and whose
+  /// Jacobian there is `jac` (K x K, row-major): x -> jac x + (value - jac at).
+  /// Every Newton iteration scans these.
+  FLASHRNN_HOST_DEVICE static Affine tangent(const T* value, const T* jac, const T* at) {
+    Affine m;
+    FLASHRNN_UNROLL
+    for (int i = 0; i < K; ++i) {
+      T c = value[i];
+      FLASHRNN_UNROLL
+      for (int j = 0; j < K; ++j) {
+        m.A[i * K + j] = jac[i * K + j];
+        c -= jac[i * K + j] * at[j];
+      }
+      m.c[i] = c;
+    }
+    return m;
+  }
   FLASHRNN_HOST_DEVICE void apply(const T* x, T* y) const {
     FLASHRNN_UNROLL
     for (int i = 0; i < K; ++i) {

@@ -88,17 +88,7 @@ void check_dense_forward_args(const char* where, const View<const S>& u, const V
   check_view(where, "s0", s0, 1, B, H, 1, /*optional=*/true);
   check_view(where, "states", states, T, B, H, 1, /*optional=*/true);
   check_view(where, "final_state", final_state, 1, B, H, 1, /*optional=*/true);
-  if (states.data == nullptr && final_state.data == nullptr)
-    fail_argument(where, "states/final_state", "at least one output", "both nullptr");
-  check_output_strides(where, "states", states);
-  check_output_strides(where, "final_state", final_state);
-  check_no_alias(where, "states", states, "u", u);
-  check_no_alias(where, "states", states, "W", W);
-  check_no_alias(where, "states", states, "s0", s0);
-  check_no_alias(where, "final_state", final_state, "u", u);
-  check_no_alias(where, "final_state", final_state, "W", W);
-  check_no_alias(where, "final_state", final_state, "s0", s0);
-  check_no_alias(where, "final_state", final_state, "states", View<const S>(states));
+  check_forward_outputs(where, u, "W", W, s0, states, final_state);
   check_options(where, opts.solver);
   if (opts.solver.mode == Mode::newton_chunked)
     fail_argument(where, "options.solver.mode", "sequential, newton or automatic for dense cells",

@@ -120,19 +120,7 @@ LaneResult newton_lane(const Exec& exec, index_t T, const R* u, const R* p, cons
       const R* prev = t == 0 ? s0 : states + (t - 1) * K;
       R f[K], A[K * K];
       cell_step_state_jacobian<Cell>(prev, u + t * G, p, f, A);
-      if (t == 0) {
-        maps[0] = Map::constant(f);
-        return;
-      }
-      Map& m = maps[t];
-      for (int i = 0; i < K; ++i) {
-        R c = f[i];
-        for (int j = 0; j < K; ++j) {
-          m.A[i * K + j] = A[i * K + j];
-          c -= A[i * K + j] * prev[j];
-        }
-        m.c[i] = c;
-      }
+      maps[t] = t == 0 ? Map::constant(f) : Map::tangent(f, A, prev);
     });
     exec.inclusive_scan(maps, T);  // maps[t].c is now s^{k+1}_t
     const auto err = exec.reduce(
@@ -220,19 +208,7 @@ LaneResult newton_chunked_lane(const Exec& exec, index_t T, index_t chunk, const
       R phi[K * K];
       run_chunk<Cell>(begin, end, u, p, x + m * K, states, phi);
       const R* F = states + (end - 1) * K;
-      if (m == 0) {
-        maps[0] = Map::constant(F);
-        return;
-      }
-      Map& mp = maps[m];
-      for (int i = 0; i < K; ++i) {
-        R c = F[i];
-        for (int j = 0; j < K; ++j) {
-          mp.A[i * K + j] = phi[i * K + j];
-          c -= phi[i * K + j] * x[m * K + j];
-        }
-        mp.c[i] = c;
-      }
+      maps[m] = m == 0 ? Map::constant(F) : Map::tangent(F, phi, x + m * K);
     });
     exec.inclusive_scan(maps, nc - 1);  // maps[m].c = x^{k+1}[m+1]
     const auto err = exec.reduce(

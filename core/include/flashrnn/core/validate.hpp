@@ -88,6 +88,26 @@ void check_finite(const char* where, const char* arg, const View<const T>& v) {
         }
 }
 
+/// The outputs of a forward solve: at least one of states / final_state, each
+/// writing every element once, neither overlapping the inputs (u, the
+/// parameters named `param_name`, s0) nor the other.
+template <class S>
+void check_forward_outputs(const char* where, const View<const S>& u, const char* param_name,
+                           const View<const S>& param, const View<const S>& s0,
+                           const View<S>& states, const View<S>& final_state) {
+  if (states.data == nullptr && final_state.data == nullptr)
+    fail_argument(where, "states/final_state", "at least one output", "both nullptr");
+  check_output_strides(where, "states", states);
+  check_output_strides(where, "final_state", final_state);
+  check_no_alias(where, "states", states, "u", u);
+  check_no_alias(where, "states", states, param_name, param);
+  check_no_alias(where, "states", states, "s0", s0);
+  check_no_alias(where, "final_state", final_state, "u", u);
+  check_no_alias(where, "final_state", final_state, param_name, param);
+  check_no_alias(where, "final_state", final_state, "s0", s0);
+  check_no_alias(where, "final_state", final_state, "states", View<const S>(states));
+}
+
 inline void check_shape_positive(const char* where, index_t steps, index_t batch, index_t units) {
   if (steps < 1) fail_argument(where, "u", "steps >= 1", concat("steps = ", steps));
   if (batch < 1) fail_argument(where, "u", "batch >= 1", concat("batch = ", batch));

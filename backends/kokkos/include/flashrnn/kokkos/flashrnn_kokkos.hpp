@@ -39,10 +39,15 @@ namespace kokkos {
 
 namespace detail {
 template <class ExecSpace, class KV>
-constexpr void require_accessible() {
+constexpr void require_accessible_view() {
   static_assert(Kokkos::is_view<KV>::value, "flashrnn::kokkos: arguments must be Kokkos::View");
   static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename KV::memory_space>::accessible,
                 "flashrnn::kokkos: a view is not accessible from the execution space");
+}
+/// Every one of the views KVs is a Kokkos::View that `ExecSpace` can access.
+template <class ExecSpace, class... KVs>
+constexpr void require_accessible() {
+  (require_accessible_view<ExecSpace, KVs>(), ...);
 }
 template <class KV>
 using scalar_t = typename KV::non_const_value_type;
@@ -63,11 +68,7 @@ SolveReport forward(const ExecSpace& space, const UView& u, const PView& p, cons
   detail::ScopedRegion region("flashrnn::kokkos::forward");
   using S = detail::scalar_t<UView>;
   static_assert(std::is_floating_point<S>::value, "flashrnn::kokkos: float or double views");
-  detail::require_accessible<ExecSpace, UView>();
-  detail::require_accessible<ExecSpace, PView>();
-  detail::require_accessible<ExecSpace, S0View>();
-  detail::require_accessible<ExecSpace, StatesView>();
-  detail::require_accessible<ExecSpace, FinalView>();
+  detail::require_accessible<ExecSpace, UView, PView, S0View, StatesView, FinalView>();
   constexpr const char* where = "flashrnn::kokkos::forward";
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
   const View<const S> ud = sequence_view(u, G, where, "u");
@@ -103,15 +104,8 @@ void backward(const ExecSpace& space, const UView& u, const PView& p, const S0Vi
   detail::ScopedRegion region("flashrnn::kokkos::backward");
   using S = detail::scalar_t<UView>;
   static_assert(std::is_floating_point<S>::value, "flashrnn::kokkos: float or double views");
-  detail::require_accessible<ExecSpace, UView>();
-  detail::require_accessible<ExecSpace, PView>();
-  detail::require_accessible<ExecSpace, S0View>();
-  detail::require_accessible<ExecSpace, StatesView>();
-  detail::require_accessible<ExecSpace, GStatesView>();
-  detail::require_accessible<ExecSpace, GFinalView>();
-  detail::require_accessible<ExecSpace, GUView>();
-  detail::require_accessible<ExecSpace, GPView>();
-  detail::require_accessible<ExecSpace, GS0View>();
+  detail::require_accessible<ExecSpace, UView, PView, S0View, StatesView, GStatesView, GFinalView,
+                             GUView, GPView, GS0View>();
   constexpr const char* where = "flashrnn::kokkos::backward";
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
   kokkos::solve_backward<Cell, S, S>(space, View<const S>(sequence_view(u, G, where, "u")),
@@ -141,10 +135,7 @@ void step(const ExecSpace& space, const UView& u_t, const PView& p, const SPrevV
           const SNextView& s_next) {
   detail::ScopedRegion region("flashrnn::kokkos::step");
   using S = detail::scalar_t<UView>;
-  detail::require_accessible<ExecSpace, UView>();
-  detail::require_accessible<ExecSpace, PView>();
-  detail::require_accessible<ExecSpace, SPrevView>();
-  detail::require_accessible<ExecSpace, SNextView>();
+  detail::require_accessible<ExecSpace, UView, PView, SPrevView, SNextView>();
   constexpr const char* where = "flashrnn::kokkos::step";
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
   kokkos::solve_step<Cell, S, S>(space, View<const S>(state_view(u_t, G, where, "u_t")), View<const S>(param_view(p)),

@@ -184,19 +184,7 @@ struct PerStepNewton {
     else
       prev = d.state(slot, t - 1);
     cell_step_state_jacobian<Cell>(prev, ul, pl, f, A);
-    Map& m = d.maps[slot * d.T + t];
-    if (t == 0) {
-      m = Map::constant(f);
-      return;
-    }
-    for (int i = 0; i < K; ++i) {
-      R c = f[i];
-      for (int j = 0; j < K; ++j) {
-        m.A[i * K + j] = A[i * K + j];
-        c -= A[i * K + j] * prev[j];
-      }
-      m.c[i] = c;
-    }
+    d.maps[slot * d.T + t] = t == 0 ? Map::constant(f) : Map::tangent(f, A, prev);
   }
   /// After the scan maps[t].c is s^{k+1}_t.
   KOKKOS_INLINE_FUNCTION static StepErr update(const D& d, index_t, index_t slot, index_t t) {
@@ -239,19 +227,7 @@ struct ChunkedNewton {
     const R* xm = boundary(d, slot, m);
     d.run_steps(lane, slot, begin, end, xm, phi);
     const R* F = d.state(slot, end - 1);
-    Map& mp = d.maps[slot * (d.nc - 1) + m];
-    if (m == 0) {
-      mp = Map::constant(F);
-      return;
-    }
-    for (int i = 0; i < K; ++i) {
-      R c = F[i];
-      for (int j = 0; j < K; ++j) {
-        mp.A[i * K + j] = phi[i * K + j];
-        c -= phi[i * K + j] * xm[j];
-      }
-      mp.c[i] = c;
-    }
+    d.maps[slot * (d.nc - 1) + m] = m == 0 ? Map::constant(F) : Map::tangent(F, phi, xm);
   }
   KOKKOS_INLINE_FUNCTION static StepErr update(const D& d, index_t, index_t slot, index_t m) {
     return damped_update<K>(boundary(d, slot, m + 1), d.maps[slot * (d.nc - 1) + m].c, d.np);

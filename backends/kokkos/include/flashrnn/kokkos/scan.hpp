@@ -125,60 +125,58 @@ KOKKOS_INLINE_FUNCTION V team_reduce(const Member& m, index_t n, const V& init, 
   return total;
 }
 
-/// maps[i] <- maps[i] ∘ ... ∘ maps[0] over the team; `carry` holds team_size
-/// maps of team scratch. Ends with a team barrier.
-template <class Member, class T, int K>
-KOKKOS_INLINE_FUNCTION void team_inclusive_scan(const Member& m, Affine<T, K>* maps, index_t n,
-                                                Affine<T, K>* carry) {
+/// The inclusive scan of maps[0, n) over the team, in scan order: forward
+/// maps[i] <- maps[i] ∘ ... ∘ maps[0], Reverse maps[i] <- maps[i] ∘ ... ∘
+/// maps[n-1]. Both directions keep team_slice's slices, so a team size groups
+/// the compositions the same way every run. `carry` holds team_size maps of
+/// team scratch. Ends with a team barrier.
+template <bool Reverse, class Member, class T, int K>
+KOKKOS_INLINE_FUNCTION void team_scan(const Member& m, Affine<T, K>* maps, index_t n,
+                                      Affine<T, K>* carry) {
   using Map = Affine<T, K>;
   index_t b, e;
   team_slice(m, n, b, e);
   const int r = m.team_rank();
+  const int dir = Reverse ? -1 : 1;
+  // This slice's first and one-past-last element in scan order.
+  const index_t first = Reverse ? e - 1 : b, stop = Reverse ? b - 1 : e;
+  // The slice the scan starts in: slice 0, or in reverse the last non-empty one.
+  int lead = 0;
+  if (Reverse) {
+    const index_t ts = m.team_size();
+    const index_t cs = (n + ts - 1) / ts;
+    lead = cs > 0 ? static_cast<int>((n + cs - 1) / cs) - 1 : -1;
+  }
   if (b < e) {
-    Map acc = maps[b];
-    for (index_t i = b + 1; i < e; ++i) acc = compose(maps[i], acc);
+    Map acc = maps[first];
+    for (index_t i = first + dir; i != stop; i += dir) acc = compose(maps[i], acc);
     carry[r] = acc;
   }
   m.team_barrier();
   if (b < e) {
-    if (r == 0) {
-      for (index_t i = b + 1; i < e; ++i) maps[i] = compose(maps[i], maps[i - 1]);
+    if (r == lead) {
+      for (index_t i = first + dir; i != stop; i += dir) maps[i] = compose(maps[i], maps[i - dir]);
     } else {
-      Map acc = carry[0];  // slices before a non-empty one are non-empty
-      for (int q = 1; q < r; ++q) acc = compose(carry[q], acc);
-      for (index_t i = b; i < e; ++i) maps[i] = acc = compose(maps[i], acc);
+      Map acc = carry[lead];  // slices ahead of a non-empty one in scan order are non-empty
+      for (int q = lead + dir; q != r; q += dir) acc = compose(carry[q], acc);
+      for (index_t i = first; i != stop; i += dir) maps[i] = acc = compose(maps[i], acc);
     }
   }
   m.team_barrier();
 }
 
+/// maps[i] <- maps[i] ∘ ... ∘ maps[0] over the team (see team_scan).
+template <class Member, class T, int K>
+KOKKOS_INLINE_FUNCTION void team_inclusive_scan(const Member& m, Affine<T, K>* maps, index_t n,
+                                                Affine<T, K>* carry) {
+  team_scan<false>(m, maps, n, carry);
+}
+
 /// maps[i] <- maps[i] ∘ maps[i+1] ∘ ... ∘ maps[n-1], the mirror image.
 template <class Member, class T, int K>
-KOKKOS_INLINE_FUNCTION void team_reverse_inclusive_scan(const Member& m, Affine<T, K>* maps, index_t n,
-                                                        Affine<T, K>* carry) {
-  using Map = Affine<T, K>;
-  index_t b, e;
-  team_slice(m, n, b, e);
-  const int r = m.team_rank();
-  const index_t ts = m.team_size();
-  const index_t cs = (n + ts - 1) / ts;
-  const int last = cs > 0 ? static_cast<int>((n + cs - 1) / cs) - 1 : -1;  // last non-empty slice
-  if (b < e) {
-    Map acc = maps[e - 1];
-    for (index_t i = e - 2; i >= b; --i) acc = compose(maps[i], acc);
-    carry[r] = acc;
-  }
-  m.team_barrier();
-  if (b < e) {
-    if (r == last) {
-      for (index_t i = e - 2; i >= b; --i) maps[i] = compose(maps[i], maps[i + 1]);
-    } else {
-      Map acc = carry[last];
-      for (int q = last - 1; q > r; --q) acc = compose(carry[q], acc);
-      for (index_t i = e - 1; i >= b; --i) maps[i] = acc = compose(maps[i], acc);
-    }
-  }
-  m.team_barrier();
+KOKKOS_INLINE_FUNCTION void team_reverse_inclusive_scan(const Member& m, Affine<T, K>* maps,
+                                                        index_t n, Affine<T, K>* carry) {
+  team_scan<true>(m, maps, n, carry);
 }
 
 }  // namespace detail
