@@ -190,6 +190,8 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   // The rule's edges: lanes x T from 2^22 in fp32 and 2^24 in 16-bit storage,
   // never below 4096 lanes; wider states only from 65536 lanes.
   CHECK(cuda::tuning::backward_sequential(4096, 1024, sizeof(float), 2));
+  CHECK(cuda::tuning::backward_sequential(4096, 2048, sizeof(float), 1));
+  CHECK(cuda::tuning::backward_sequential(8192, 2048, sizeof(__nv_bfloat16), 2));
   CHECK(!cuda::tuning::backward_sequential(4096, 512, sizeof(float), 2));
   CHECK(!cuda::tuning::backward_sequential(4096, 2048, sizeof(__nv_bfloat16), 2));
   CHECK(!cuda::tuning::backward_sequential(2048, 65536, sizeof(float), 1));

@@ -129,8 +129,9 @@ constexpr int sequential_backward_prefetch(int state_dim) { return state_dim == 
 /// rule picks it; ParaLSTM fp32 the most) and loses below 4096 lanes (up to
 /// 3.4x). The rule picks the faster kernel at 81 of 84 shapes; at the other
 /// three (ParaLSTM bf16) the parallel adjoint it picks is 1-7 % slower. It
-/// applies where it was measured: state_dim <= 2 in fp32 and in 16-bit
-/// storage (DiagTanh, a lighter step, assumed alike). The rest keeps the
+/// applies where it was measured: state_dim <= 2 in fp32 and bf16 (fp16,
+/// the same kernels on another 16-bit type, and DiagTanh, a lighter step,
+/// assumed alike). The rest keeps the
 /// earlier rule, the sweep only from 65536 lanes: fp64 and the dense cells,
 /// unmeasured (HeadTanh4's sweep needs 249 registers). Short sequences
 /// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
