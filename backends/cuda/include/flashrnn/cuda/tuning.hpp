@@ -131,10 +131,10 @@ constexpr int sequential_backward_prefetch(int state_dim) { return state_dim == 
 /// three (ParaLSTM bf16) the parallel adjoint it picks is 1-7 % slower. It
 /// applies where it was measured: state_dim <= 2 in fp32 and bf16 (fp16,
 /// the same kernels on another 16-bit type, and DiagTanh, a lighter step,
-/// assumed alike). The rest keeps the
-/// earlier rule, the sweep only from 65536 lanes: fp64 and the dense cells,
-/// unmeasured (HeadTanh4's sweep needs 249 registers). Short sequences
-/// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
+/// assumed alike). The rest keeps the earlier rule, the sweep only from
+/// 65536 lanes: fp64 and the dense cells, unmeasured (HeadTanh4's sweep
+/// needs 249 registers). Short sequences (< 64 steps) always sweep: too few
+/// chunks for the parallel adjoint.
 inline bool backward_sequential(index_t lanes, index_t steps, std::size_t storage_bytes, int state_dim) {
   if (steps < 64) return true;
   const bool measured = state_dim <= 2 && (storage_bytes == 4 || storage_bytes == 2);
