@@ -187,13 +187,16 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   const auto tuned = gru.backward({});
   CHECK(tuned.u_s0 == whole.u_s0);
   CHECK(grad_p_close<float>(tuned.p, whole.p, 4096));
-  // The rule's edges: lanes x T from 2^22 in fp32 and 2^24 in 16-bit storage,
-  // never below 4096 lanes; wider states only from 65536 lanes.
-  CHECK(cuda::tuning::backward_sequential(4096, 1024, sizeof(float), 2));
-  CHECK(cuda::tuning::backward_sequential(4096, 2048, sizeof(float), 1));
-  CHECK(cuda::tuning::backward_sequential(8192, 2048, sizeof(__nv_bfloat16), 2));
-  CHECK(!cuda::tuning::backward_sequential(4096, 512, sizeof(float), 2));
-  CHECK(!cuda::tuning::backward_sequential(4096, 2048, sizeof(__nv_bfloat16), 2));
+  // The rule's edges: lanes x T from 2^21 for state_dim 2, 2^22 for
+  // state_dim 1 in fp32 and 2^23 in 16-bit storage, never below 4096 lanes;
+  // wider states only from 65536 lanes.
+  CHECK(cuda::tuning::backward_sequential(4096, 512, sizeof(float), 2));
+  CHECK(cuda::tuning::backward_sequential(8192, 256, sizeof(__nv_bfloat16), 2));
+  CHECK(!cuda::tuning::backward_sequential(4096, 256, sizeof(__nv_bfloat16), 2));
+  CHECK(cuda::tuning::backward_sequential(4096, 1024, sizeof(float), 1));
+  CHECK(!cuda::tuning::backward_sequential(4096, 512, sizeof(float), 1));
+  CHECK(cuda::tuning::backward_sequential(4096, 2048, sizeof(__nv_bfloat16), 1));
+  CHECK(!cuda::tuning::backward_sequential(16384, 256, sizeof(__nv_bfloat16), 1));
   CHECK(!cuda::tuning::backward_sequential(2048, 65536, sizeof(float), 1));
   CHECK(!cuda::tuning::backward_sequential(32768, 4096, sizeof(float), 4));
   CHECK(cuda::tuning::backward_sequential(65536, 300, sizeof(float), 4));

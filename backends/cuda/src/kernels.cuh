@@ -539,16 +539,17 @@ __device__ __forceinline__ void load_u(const LanePtr<const S>& u, index_t t, R* 
 
 /// One reverse step: given λ_t and the full Jacobian at step t, writes
 /// grad_u_t, accumulates grad_p, and returns A_t^T λ_t in `back`.
+/// grad_u_t goes to gu_t[g * gu_sc] (nothing when gu_t is null).
 template <int K, int G, int P, class S, class R>
-__device__ __forceinline__ void adjoint_step(const R* A, const R* Ju, const R* Jp, const R* lam,
-                                             const LanePtr<S>& gu, index_t t, R* gp, R* back) {
-  if (gu.base) {
+__device__ __forceinline__ void adjoint_step(const R* A, const R* Ju, const R* Jp, const R* lam, S* gu_t,
+                                             index_t gu_sc, R* gp, R* back) {
+  if (gu_t) {
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       R acc = R(0);
 #pragma unroll
       for (int i = 0; i < K; ++i) acc += Ju[i * G + g] * lam[i];
-      store_r(gu.at(t, g), acc);
+      store_r(gu_t + g * gu_sc, acc);
     }
   }
 #pragma unroll
@@ -693,7 +694,7 @@ __global__ void __launch_bounds__(256) parallel_backward_kernel(BwdArgs<S, R> a)
       state_before<K>(st, s0, t, prev);
       load_u<G>(u, t, ug);
       cell_step_full_jacobian<Cell>(prev, ug, p, f, A, Ju, Jp);
-      adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu, t, gp, back);
+      adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu.base ? gu.at(t, 0) : nullptr, gu.sc, gp, back);
     }
     if (t0 == 0 && a.grad_s0.data) {
       const LanePtr<S> g0(a.grad_s0, b, j);

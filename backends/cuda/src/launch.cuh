@@ -162,6 +162,14 @@ inline int sequential_block_lanes(int segments) {
   return segments > 8 ? 16 : segments > 1 ? 32 : tuning::sequential_block_threads;
 }
 
+/// Segments of a sequential kernel (forward or backward) over `threads`
+/// threads of lanes: `want` where the caller or the options ask (> 0; at most
+/// one a step), else tuning's.
+inline int resolve_segments(int want, index_t threads, index_t steps) {
+  return want > 0 ? static_cast<int>(std::min<index_t>(want, std::max<index_t>(steps, 1)))
+                  : tuning::sequential_segments(threads, steps);
+}
+
 template <class Cell, class S, class R, int V>
 void launch_sequential_v(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
   constexpr int K = cell_traits<Cell>::K;
@@ -171,7 +179,7 @@ void launch_sequential_v(const FwdArgs<S, R>& a, int segments, cudaStream_t stre
   const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * V * K * sizeof(R) : 0;
   constexpr int D = V == 2 ? tuning::sequential_prefetch_pairs : tuning::sequential_prefetch;
   // Writing the states or not is compiled in (a per-step check costs two
-  // instructions of a ParaGRU step's ~100).
+  // instructions of a ParaGRU step's ~54).
   if (a.states.data)
     sequential_forward_kernel<Cell, S, R, D, V, true>
         <<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
@@ -258,9 +266,8 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
                   : pairs_possible             ? tuning::sequential_lanes_per_thread(lanes, T)
                                                : 1;
     // Segments forced by the caller, else by the options, else tuned.
-    const int want = forced.segments > 0 ? forced.segments : options.sequential_segments;
-    const int C = want > 0 ? static_cast<int>(std::min<index_t>(want, std::max<index_t>(T, 1)))
-                           : tuning::sequential_segments(lanes / V, T);
+    const int C = detail::resolve_segments(
+        forced.segments > 0 ? forced.segments : options.sequential_segments, lanes / V, T);
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
     detail::launch_sequential<Cell, S, R>(a, C, V, stream);
     return mode;
@@ -366,8 +373,7 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   detail::BlockShape sh{1, 1, 1, T, 1};
   int C = 1;  // segments of the sequential kernel
   if (seq) {
-    C = forced.segments > 0 ? static_cast<int>(std::min<index_t>(forced.segments, std::max<index_t>(T, 1)))
-                            : tuning::sequential_segments(lanes, T);
+    C = detail::resolve_segments(forced.segments, lanes, T);
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
   } else {
     sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);

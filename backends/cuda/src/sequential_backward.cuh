@@ -18,6 +18,7 @@
 // terms), so its rounding differs from one sweep; it is deterministic.
 #pragma once
 #include "kernels.cuh"
+#include "segment_rounds.cuh"
 
 namespace flashrnn {
 namespace cuda {
@@ -47,45 +48,134 @@ __device__ __forceinline__ void load_reverse(ReverseInputs<K, G, R> (&buf)[D],
     }
 }
 
-/// One reverse step at t. Plain (Correct = false): λ = g + back; writes
-/// grad_u_t (where gu has a base), adds Jp^T λ to gp, and back = A^T λ.
-/// Correct: steps the guessed adjoint `old` beside; returns true, doing
-/// nothing, if the two λ are bitwise equal (every earlier step then is too);
-/// otherwise adds Jp^T (λ - λ_old) to gp and steps both.
+/// One reverse step. Plain (Correct = false): λ = g + back; writes grad_u
+/// to gu_t[g * gu_sc] (where gu_t is not null), adds Jp^T λ to gp, and
+/// back = A^T λ. Correct: steps the guessed adjoint `old` beside; returns
+/// true, doing nothing, if the two λ are bitwise equal (every earlier step
+/// then is too); otherwise adds Jp^T (λ - λ_old) to gp and steps both.
 template <class Cell, bool Correct, class S, class R, int PP>
 __device__ __forceinline__ bool reverse_step(
     const ReverseInputs<cell_traits<Cell>::K, cell_traits<Cell>::G, R>& in, const R (&p)[PP],
-    R* back, R* old, R* gp, const LanePtr<S>& gu, index_t t) {
+    R* back, R* old, R* gp, S* gu_t, index_t gu_sc) {
   constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G, P = cell_traits<Cell>::P;
   R lam[K], lo[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) lam[k] = in.g[k] + back[k];
-  if (Correct) {
+  if constexpr (Correct) {
 #pragma unroll
     for (int k = 0; k < K; ++k) lo[k] = in.g[k] + old[k];
     if (same_bits<K>(lam, lo)) return true;
   }
   R f[K], A[K * K], Ju[K * G], Jp[K * PP];
   cell_step_full_jacobian<Cell>(in.prev, in.u, p, f, A, Ju, Jp);
-  if (!Correct) {
-    adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu, t, gp, back);
-    return false;
+  if constexpr (!Correct) {
+    adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu_t, gu_sc, gp, back);
+  } else {
+    R gp_new[PP], gp_old[PP];
+#pragma unroll
+    for (int q = 0; q < P; ++q) gp_new[q] = gp_old[q] = R(0);
+    adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu_t, gu_sc, gp_new, back);
+    adjoint_step<K, G, P, S, R>(A, Ju, Jp, lo, static_cast<S*>(nullptr), 0, gp_old,
+                                old);  // writes nothing
+#pragma unroll
+    for (int q = 0; q < P; ++q) gp[q] += gp_new[q] - gp_old[q];
   }
-  R gp_new[PP], gp_old[PP];
-#pragma unroll
-  for (int q = 0; q < P; ++q) gp_new[q] = gp_old[q] = R(0);
-  const LanePtr<S> none(View<S>{}, 0, 0);  // the guessed adjoint writes nothing
-  adjoint_step<K, G, P, S, R>(A, Ju, Jp, lam, gu, t, gp_new, back);
-  adjoint_step<K, G, P, S, R>(A, Ju, Jp, lo, none, t, gp_old, old);
-#pragma unroll
-  for (int q = 0; q < P; ++q) gp[q] += gp_new[q] - gp_old[q];
   return false;
 }
 
+/// Loads the inputs of `count` (<= D) interior steps t, t - 1, ... (0 < t - i
+/// < T - 1: no grad_final, the state before is in `states`) into buf[0],
+/// buf[1], ... through running pointers at step t, moved one step back per
+/// step loaded: grad_states at t (`g`, null: zeros, g_step 0), states at
+/// t - 1 (`prev`), u at t (`u`). sc: the strides between components.
+template <int K, int G, int D, class S, class R>
+__device__ __forceinline__ void load_interior(ReverseInputs<K, G, R> (&buf)[D], const S*& g,
+                                              index_t g_step, index_t g_sc, const S*& prev,
+                                              index_t s_step, index_t s_sc, const S*& u,
+                                              index_t u_step, index_t u_sc, int count) {
+#pragma unroll
+  for (int i = 0; i < D; ++i)
+    if (i < count) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        buf[i].g[k] = g ? load_r(g + k * g_sc) : R(0);
+        buf[i].prev[k] = load_r(prev + k * s_sc);
+      }
+#pragma unroll
+      for (int c = 0; c < G; ++c) buf[i].u[c] = load_r(u + c * u_sc);
+      g -= g_step;
+      prev -= s_step;
+      u -= u_step;
+    }
+}
+
+/// Sweeps the interior steps t = t1 - 1 down to t0 (0 < t0, t1 < T) from the
+/// hand-over `back`, with the inputs prefetched D steps ahead through running
+/// pointers (no per-step tests or index arithmetic); see reverse_range.
+template <class Cell, bool Correct, int D, class S, class R, int PP>
+__device__ __forceinline__ bool reverse_interior(const LanePtr<const S>& gs,
+                                                 const LanePtr<const S>& st,
+                                                 const LanePtr<const S>& u, const LanePtr<S>& gu,
+                                                 const R (&p)[PP], index_t t0, index_t t1, R* back,
+                                                 R* old, R* gp) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
+  using In = ReverseInputs<K, G, R>;
+  if (t1 <= t0) return false;
+  const index_t full = (t1 - t0) / D;
+  const int rest = static_cast<int>((t1 - t0) % D);
+  // A missing grad_states or grad_u keeps its null pointer (step 0).
+  const index_t g_step = gs.base ? gs.st : 0, w_step = gu.base ? gu.st : 0;
+  const S* g = gs.base ? gs.at(t1 - 1, 0) : nullptr;
+  const S* prev = st.at(t1 - 2, 0);
+  const S* uu = u.at(t1 - 1, 0);
+  S* w = gu.base ? gu.at(t1 - 1, 0) : nullptr;
+  In buf[D];
+  load_interior<K, G, D>(buf, g, g_step, gs.sc, prev, st.st, st.sc, uu, u.st, u.sc,
+                         full > 0 ? D : rest);
+  for (index_t blk = 0; blk < full; ++blk) {
+    const int refill = blk + 1 < full ? D : rest;
+#pragma unroll
+    for (int i = 0; i < D; ++i) {
+      const In cur = buf[i];
+      if (i < refill) {
+        In one[1];
+        load_interior<K, G, 1>(one, g, g_step, gs.sc, prev, st.st, st.sc, uu, u.st, u.sc, 1);
+        buf[i] = one[0];
+      }
+      if (reverse_step<Cell, Correct, S>(cur, p, back, old, gp, w, gu.sc)) return true;
+      w -= w_step;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < D - 1; ++i) {
+    if (i < rest) {
+      if (reverse_step<Cell, Correct, S>(buf[i], p, back, old, gp, w, gu.sc)) return true;
+      w -= w_step;
+    }
+  }
+  return false;
+}
+
+/// One step with the general loads (grad_final at T - 1, s0 at 0); kept out
+/// of line: it runs at most twice a sweep, and inlined its registers would add
+/// to the interior loop's.
+template <class Cell, bool Correct, class S, class R, int PP>
+__device__ __noinline__ bool reverse_edge_step(
+    const LanePtr<const S>& gs, const LanePtr<const S>& gf, const LanePtr<const S>& st,
+    const LanePtr<const S>& s0, const LanePtr<const S>& u, const LanePtr<S>& gu, const R (&p)[PP],
+    index_t T, index_t t, R* back, R* old, R* gp) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
+  ReverseInputs<K, G, R> in[1];
+  load_reverse<K, G, 1>(in, gs, gf, st, s0, u, T, t, 1);
+  return reverse_step<Cell, Correct, S>(in[0], p, back, old, gp, gu.base ? gu.at(t, 0) : nullptr,
+                                        gu.sc);
+}
+
 /// Sweeps t = t1 - 1 down to t0 from the hand-over `back` (A_{t1}^T λ_{t1};
-/// zero at T), with the inputs prefetched D steps ahead; `back` ends as the
-/// hand-over to step t0 - 1. Correct: see reverse_step; returns true on
-/// merging.
+/// zero at T); `back` ends as the hand-over to step t0 - 1. Correct: see
+/// reverse_step; returns true on merging. Step T - 1 (which adds grad_final)
+/// and step 0 (whose state before is s0) take the general loads, one step
+/// each; the steps between run through reverse_interior.
 template <class Cell, bool Correct, int D, class S, class R, int PP>
 __device__ __forceinline__ bool reverse_range(const LanePtr<const S>& gs,
                                               const LanePtr<const S>& gf,
@@ -93,30 +183,17 @@ __device__ __forceinline__ bool reverse_range(const LanePtr<const S>& gs,
                                               const LanePtr<const S>& s0, const LanePtr<const S>& u,
                                               const LanePtr<S>& gu, const R (&p)[PP], index_t T,
                                               index_t t0, index_t t1, R* back, R* old, R* gp) {
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
-  using In = ReverseInputs<K, G, R>;
-  const index_t full = (t1 - t0) / D;
-  const int rest = static_cast<int>((t1 - t0) % D);
-  In nxt[D];
-  load_reverse<K, G, D>(nxt, gs, gf, st, s0, u, T, t1 - 1, full > 0 ? D : rest);
-  index_t t = t1 - 1;
-  for (index_t blk = 0; blk < full; ++blk) {
-    In cur[D];
-#pragma unroll
-    for (int i = 0; i < D; ++i) cur[i] = nxt[i];
-    if (blk + 1 < full)
-      load_reverse<K, G, D>(nxt, gs, gf, st, s0, u, T, t - D, D);
-    else if (rest > 0)
-      load_reverse<K, G, D>(nxt, gs, gf, st, s0, u, T, t - D, rest);
-#pragma unroll
-    for (int i = 0; i < D; ++i)
-      if (reverse_step<Cell, Correct, S>(cur[i], p, back, old, gp, gu, t - i)) return true;
-    t -= D;
+  auto edge_step = [&](index_t t) {
+    return reverse_edge_step<Cell, Correct>(gs, gf, st, s0, u, gu, p, T, t, back, old, gp);
+  };
+  index_t hi = t1;
+  if (hi > t0 && hi == T) {
+    if (edge_step(T - 1)) return true;
+    --hi;
   }
-#pragma unroll
-  for (int i = 0; i < D - 1; ++i)
-    if (i < rest && reverse_step<Cell, Correct, S>(nxt[i], p, back, old, gp, gu, t - i))
-      return true;
+  const index_t lo = t0 == 0 && hi > 0 ? 1 : t0;
+  if (reverse_interior<Cell, Correct, D>(gs, st, u, gu, p, lo, hi, back, old, gp)) return true;
+  if (lo > t0) return edge_step(0);
   return false;
 }
 
@@ -162,35 +239,12 @@ __global__ void __launch_bounds__(256) sequential_backward_kernel(BwdArgs<S, R> 
   for (int k = 0; k < K; ++k) start[k] = back[k];
   if (active)
     reverse_range<Cell, false, D>(gs, gf, st, s0, u, gu, p, a.T, t0, t1, back, no_old, gp);
-  if (C > 1) {
-    R* ends = reinterpret_cast<R*>(sequential_backward_smem);
-    const int stride = static_cast<int>(blockDim.x) * K;
-#pragma unroll
-    for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = back[k];
-    __syncthreads();
-    for (int round = 1; round < C; ++round) {
-      R in[K];
-#pragma unroll
-      for (int k = 0; k < K; ++k) in[k] = c < C - 1 ? ends[(c + 1) * stride + x * K + k] : start[k];
-      __syncthreads();
-      bool changed = false;
-      if (active && !same_bits<K>(in, start)) {
-        R fresh[K], old[K];
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          fresh[k] = in[k];
-          old[k] = start[k];
-          start[k] = in[k];
-        }
-        if (!reverse_range<Cell, true, D>(gs, gf, st, s0, u, gu, p, a.T, t0, t1, fresh, old, gp)) {
-#pragma unroll
-          for (int k = 0; k < K; ++k) ends[c * stride + x * K + k] = back[k] = fresh[k];
-          changed = true;
-        }
-      }
-      if (!__syncthreads_or(changed)) break;
-    }
-  }
+  if (C > 1)
+    correction_rounds<K, false>(reinterpret_cast<R*>(sequential_backward_smem), c, C, active, back,
+                                start, [&](R (&fresh)[K], R (&old)[K]) {
+                                  return reverse_range<Cell, true, D>(gs, gf, st, s0, u, gu, p, a.T,
+                                                                      t0, t1, fresh, old, gp);
+                                });
   if (!active) return;
   if (c == 0 && a.grad_s0.data) {
     const LanePtr<S> g0(a.grad_s0, b, j);

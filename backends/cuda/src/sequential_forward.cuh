@@ -20,6 +20,7 @@
 #pragma once
 #include "kernels.cuh"
 #include "lane_pack.cuh"
+#include "segment_rounds.cuh"
 
 namespace flashrnn {
 namespace cuda {
@@ -198,35 +199,12 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
     for (int k = 0; k < VK; ++k) start[k] = s[k];
   }
   if (active) step_range<Cell, S, R, D, V, PP, false, Write>(u, st, p, t0, t1, s, nullptr, probe);
-  if (C > 1) {
-    R* ends = reinterpret_cast<R*>(sequential_smem);
-    const int stride = static_cast<int>(blockDim.x) * VK;
-#pragma unroll
-    for (int k = 0; k < VK; ++k) ends[c * stride + x * VK + k] = s[k];
-    __syncthreads();
-    for (int round = 1; round < C; ++round) {
-      R in[VK];
-#pragma unroll
-      for (int k = 0; k < VK; ++k) in[k] = c > 0 ? ends[(c - 1) * stride + x * VK + k] : start[k];
-      __syncthreads();
-      bool changed = false;
-      if (active && !same_bits<VK>(in, start)) {
-        R fresh[VK], old[VK];
-#pragma unroll
-        for (int k = 0; k < VK; ++k) {
-          fresh[k] = in[k];
-          old[k] = start[k];
-          start[k] = in[k];
-        }
-        if (!step_range<Cell, S, R, D, V, PP, true, Write>(u, st, p, t0, t1, fresh, old, probe)) {
-#pragma unroll
-          for (int k = 0; k < VK; ++k) ends[c * stride + x * VK + k] = s[k] = fresh[k];
-          changed = true;
-        }
-      }
-      if (!__syncthreads_or(changed)) break;
-    }
-  }
+  if (C > 1)
+    correction_rounds<VK, true>(reinterpret_cast<R*>(sequential_smem), c, C, active, s, start,
+                                [&](R (&fresh)[VK], R (&old)[VK]) {
+                                  return step_range<Cell, S, R, D, V, PP, true, Write>(
+                                      u, st, p, t0, t1, fresh, old, probe);
+                                });
   if (!active) return;
   if (c == C - 1 && a.final_state.data) {
 #pragma unroll

@@ -9,7 +9,8 @@
 // times the kernels the library ships (e.g. its 16-bit activations).
 // Arguments: none (the grid below), "quick" (three shapes), "few" (64-512
 // lanes, T up to 65536), "pairs" (one lane a thread against two, the
-// experiment behind tuning::sequential_lanes_per_thread) or "profile" (one
+// experiment behind tuning::sequential_lanes_per_thread; "pairs-issue": only
+// the issue's widths at T = 2048 and 8192) or "profile" (one
 // launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
@@ -168,7 +169,7 @@ void pairs_shape(const char* dtype, int H, long T, double peak) {
   float tuned[3] = {0, 0, 0};
   for (int V : {1, 2}) {
     std::printf("  V%d", V);
-    for (int C : {1, 2, 4, 8, 16}) {
+    for (int C : {1, 2, 4, 8, 12, 16}) {
       if (T < 2 * C * cuda::tuning::min_segment_steps && C > 1) break;
       const float ms = median_ms([&] {
         cuda::detail::forward_async_with<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, {C, -1, V}, nullptr);
@@ -185,12 +186,15 @@ void pairs_shape(const char* dtype, int H, long T, double peak) {
   CK(cudaDeviceSynchronize());
 }
 
-void pairs() {
+/// The pairs grid; `issue`: only the issue's benchmark widths (B = 8, H 256,
+/// 1024, 4096) at T = 2048 and 8192.
+void pairs(bool issue) {
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);
   for (int H : {32, 256, 1024, 4096, 8192, 16384})
     for (long T : {2048L, 8192L, 65536L}) {
       if (T == 65536 && H > 4096) continue;
+      if (issue && (H < 256 || H > 4096 || T > 8192)) continue;
       pairs_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
       pairs_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
       pairs_shape<cells::ParaGRU, float>("fp32", H, T, peak);
@@ -229,6 +233,7 @@ void run(bool quick, bool few) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
-  if (argc > 1 && !std::strcmp(argv[1], "pairs")) return xb::pairs(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "pairs")) return xb::pairs(false), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "pairs-issue")) return xb::pairs(true), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

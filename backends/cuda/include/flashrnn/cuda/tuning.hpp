@@ -122,24 +122,25 @@ constexpr int sequential_backward_prefetch(int state_dim) { return state_dim == 
 /// (sequential_backward.cuh: one thread per lane and, where lanes are few,
 /// per segment, with sequential_segments(lanes, steps) segments), false for
 /// the parallel adjoint (chunked reverse scan). Measured on an NVIDIA H200
-/// in one run (perf/cuda/experiments/adjoint_choice.cu, sixth session, B = 8,
-/// lanes 256 .. 65536, T 256 .. 8192, ParaGRU and ParaLSTM in fp32 and bf16;
-/// perf/README.md): the sweep wins from 4096 lanes where lanes x T reaches
-/// 2^22 in fp32 and 2^24 in bf16 (sweep / parallel time 0.52-0.99 where this
-/// rule picks it; ParaLSTM fp32 the most) and loses below 4096 lanes (up to
-/// 3.4x). The rule picks the faster kernel at 81 of 84 shapes; at the other
-/// three (ParaLSTM bf16) the parallel adjoint it picks is 1-7 % slower. It
+/// in one run (perf/cuda/experiments/adjoint_choice.cu, seventh session,
+/// after the sweep's interior went to running pointers; B = 8, lanes 256 ..
+/// 65536, T 256 .. 8192, ParaGRU and ParaLSTM in fp32 and bf16;
+/// perf/README.md): the sweep wins from 4096 lanes once lanes x T reaches
+/// 2^21 for ParaLSTM (state_dim 2), 2^22 for ParaGRU in fp32 and 2^23 for
+/// ParaGRU in bf16 (sweep / parallel time 0.39-0.85 where this rule picks
+/// it), and loses below 4096 lanes (up to 1.8x) but for two fp32 shapes at
+/// 1024 lanes and T = 8192, which the parallel adjoint this rule picks runs
+/// 3-5 % slower: the rule picks the faster kernel at 82 of 84 shapes. It
 /// applies where it was measured: state_dim <= 2 in fp32 and bf16 (fp16,
 /// the same kernels on another 16-bit type, and DiagTanh, a lighter step,
 /// assumed alike). The rest keeps the earlier rule, the sweep only from
-/// 65536 lanes: fp64 and the dense cells, unmeasured (HeadTanh4's sweep
-/// needs 249 registers). Short sequences (< 64 steps) always sweep: too few
-/// chunks for the parallel adjoint.
+/// 65536 lanes: fp64 and the dense cells, unmeasured. Short sequences
+/// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
 inline bool backward_sequential(index_t lanes, index_t steps, std::size_t storage_bytes, int state_dim) {
   if (steps < 64) return true;
   const bool measured = state_dim <= 2 && (storage_bytes == 4 || storage_bytes == 2);
   if (!measured) return lanes >= 65536;
-  const int log2_work = storage_bytes == 4 ? 22 : 24;
+  const int log2_work = state_dim == 2 ? 21 : storage_bytes == 4 ? 22 : 23;
   return lanes >= 4096 && lanes * steps >= (index_t(1) << log2_work);
 }
 
