@@ -188,8 +188,8 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   CHECK(tuned.u_s0 == whole.u_s0);
   CHECK(grad_p_close<float>(tuned.p, whole.p, 4096));
   // The rule's edges: lanes x T from 2^21 for state_dim 2, 2^22 for
-  // state_dim 1 in fp32 and 2^23 in 16-bit storage, never below 4096 lanes;
-  // wider states only from 65536 lanes.
+  // state_dim 1 in fp32 and 2^23 in 16-bit storage and for fp64, never below
+  // 4096 lanes; wider states from 1024 lanes and 2^21 (2^23 in fp64).
   CHECK(cuda::tuning::backward_sequential(4096, 512, sizeof(float), 2));
   CHECK(cuda::tuning::backward_sequential(8192, 256, sizeof(__nv_bfloat16), 2));
   CHECK(!cuda::tuning::backward_sequential(4096, 256, sizeof(__nv_bfloat16), 2));
@@ -198,8 +198,13 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   CHECK(cuda::tuning::backward_sequential(4096, 2048, sizeof(__nv_bfloat16), 1));
   CHECK(!cuda::tuning::backward_sequential(16384, 256, sizeof(__nv_bfloat16), 1));
   CHECK(!cuda::tuning::backward_sequential(2048, 65536, sizeof(float), 1));
-  CHECK(!cuda::tuning::backward_sequential(32768, 4096, sizeof(float), 4));
-  CHECK(cuda::tuning::backward_sequential(65536, 300, sizeof(float), 4));
+  CHECK(cuda::tuning::backward_sequential(4096, 2048, sizeof(double), 2));
+  CHECK(!cuda::tuning::backward_sequential(16384, 256, sizeof(double), 1));
+  CHECK(cuda::tuning::backward_sequential(1024, 2048, sizeof(float), 4));
+  CHECK(!cuda::tuning::backward_sequential(4096, 256, sizeof(float), 4));
+  CHECK(!cuda::tuning::backward_sequential(512, 65536, sizeof(float), 4));
+  CHECK(!cuda::tuning::backward_sequential(1024, 2048, sizeof(double), 4));
+  CHECK(cuda::tuning::backward_sequential(1024, 8192, sizeof(double), 4));
   // 65536 lanes of ParaLSTM bf16 (lanes x T = 2^24.2): the sweep, one segment.
   REQUIRE(cuda::tuning::backward_sequential(65536, 300, sizeof(__nv_bfloat16), 2));
   Problem<cells::ParaLSTM, __nv_bfloat16> lstm(2, 300, 32768, Inputs::random, 5);  // B = 2 x H = 32768

@@ -2,9 +2,15 @@
 // choice"): the exact reverse sweep (sequential_backward.cuh, with the tuned
 // segment count) against the parallel adjoint (chunked reverse scan), forced
 // through detail::backward_with, B = 8. Built by CMake with the perf targets
-// (flashrnn_exp_adjoint_choice), linked to the library.
+// (flashrnn_exp_adjoint_choice), linked to the library. Arguments: none
+// (ParaGRU and ParaLSTM in fp32 and bf16) or "others" (the cells and types
+// the first grid leaves out: ParaGRU/ParaLSTM fp64, DiagTanh fp32/bf16,
+// HeadTanh4 fp32/bf16/fp64).
 #include <cstdio>
+#include <cstring>
 
+#include "flashrnn/cells/diag_tanh.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
 #include "flashrnn/cuda/api.hpp"
@@ -49,7 +55,7 @@ void shape(const char* dtype, int H, long T) {
   const bool tuned_seq = cuda::tuning::backward_sequential(index_t(B) * H, T, sizeof(S), K);
   // Unavoidable I/O: read u, states, grad_states; write grad_u.
   const double gb = double(2 * nu + 2 * ns) * sizeof(S) / 1e9;
-  std::printf("%-8s %s lanes=%-6d T=%-6ld sequential(C=%d) %8.3f ms (%4.0f GB/s)  parallel %8.3f ms (%4.0f GB/s)  "
+  std::printf("%-9s %s lanes=%-6d T=%-6ld sequential(C=%d) %8.3f ms (%4.0f GB/s)  parallel %8.3f ms (%4.0f GB/s)  "
               "seq/par %5.2f  tuned=%s\n",
               Cell::name, dtype, B * H, T, cuda::tuning::sequential_segments(index_t(B) * H, T), seq,
               gb / (seq * 1e-3), par, gb / (par * 1e-3), seq / par, tuned_seq ? "sequential" : "parallel");
@@ -57,10 +63,20 @@ void shape(const char* dtype, int H, long T) {
   CK(cudaDeviceSynchronize());
 }
 
-void run() {
+void run(bool others) {
   std::printf("device-to-device copy: %.0f GB/s\n", copy_gbs());
   for (int H : {32, 128, 512, 1024, 2048, 4096, 8192})
     for (long T : {256L, 2048L, 8192L}) {
+      if (others) {
+        shape<cells::ParaGRU, double>("fp64", H, T);
+        shape<cells::ParaLSTM, double>("fp64", H, T);
+        shape<cells::DiagTanh, float>("fp32", H, T);
+        shape<cells::DiagTanh, __nv_bfloat16>("bf16", H, T);
+        shape<cells::HeadTanh4, float>("fp32", H, T);
+        shape<cells::HeadTanh4, __nv_bfloat16>("bf16", H, T);
+        shape<cells::HeadTanh4, double>("fp64", H, T);
+        continue;
+      }
       shape<cells::ParaGRU, float>("fp32", H, T);
       shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T);
       shape<cells::ParaLSTM, float>("fp32", H, T);
@@ -69,4 +85,4 @@ void run() {
 }
 }  // namespace xb
 
-int main() { xb::run(); }
+int main(int argc, char** argv) { xb::run(argc > 1 && !std::strcmp(argv[1], "others")); }

@@ -122,26 +122,34 @@ constexpr int sequential_backward_prefetch(int state_dim) { return state_dim == 
 /// (sequential_backward.cuh: one thread per lane and, where lanes are few,
 /// per segment, with sequential_segments(lanes, steps) segments), false for
 /// the parallel adjoint (chunked reverse scan). Measured on an NVIDIA H200
-/// in one run (perf/cuda/experiments/adjoint_choice.cu, seventh session,
-/// after the sweep's interior went to running pointers; B = 8, lanes 256 ..
-/// 65536, T 256 .. 8192, ParaGRU and ParaLSTM in fp32 and bf16;
-/// perf/README.md): the sweep wins from 4096 lanes once lanes x T reaches
-/// 2^21 for ParaLSTM (state_dim 2), 2^22 for ParaGRU in fp32 and 2^23 for
-/// ParaGRU in bf16 (sweep / parallel time 0.39-0.85 where this rule picks
-/// it), and loses below 4096 lanes (up to 1.8x) but for two fp32 shapes at
-/// 1024 lanes and T = 8192, which the parallel adjoint this rule picks runs
-/// 3-5 % slower: the rule picks the faster kernel at 82 of 84 shapes. It
-/// applies where it was measured: state_dim <= 2 in fp32 and bf16 (fp16,
-/// the same kernels on another 16-bit type, and DiagTanh, a lighter step,
-/// assumed alike). The rest keeps the earlier rule, the sweep only from
-/// 65536 lanes: fp64 and the dense cells, unmeasured. Short sequences
-/// (< 64 steps) always sweep: too few chunks for the parallel adjoint.
+/// (perf/cuda/experiments/adjoint_choice.cu, seventh session, after the
+/// sweep's interior went to running pointers; B = 8, lanes 256 .. 65536,
+/// T 256 .. 8192; perf/README.md, "Adjoint kernel choice"): the sweep wins
+/// once lanes x T reaches a threshold that grows with the bytes per step and
+/// shrinks with the work per step, and loses where lanes are few (up to 3.0x
+/// below 4096 lanes for state_dim <= 2, 3.5x below 1024 for HeadTanh4; fp64
+/// the most):
+///   - from 4096 lanes for state_dim <= 2, from 1024 for wider states;
+///   - lanes x T >= 2^21 for ParaLSTM (state_dim 2) and the dense cells in
+///     fp32 and 16-bit storage, 2^22 for ParaGRU in fp32, 2^23 for ParaGRU in
+///     16-bit storage and for every cell in fp64.
+/// Sweep / parallel time is 0.23-1.00 where this rule picks the sweep
+/// (HeadTanh4 bf16 the most). Over ParaGRU, ParaLSTM and HeadTanh4 in fp32,
+/// bf16 and fp64 (189 shapes) it picks the faster kernel but at 4, each
+/// within 5 %; DiagTanh, a one-input cell with a lighter step, would take
+/// the sweep at fewer lanes (fp32: up to 1.22x lost below 8192 lanes). fp16
+/// is assumed like bf16 (the same kernels on another 16-bit type). Short
+/// sequences (< 64 steps) always sweep: too few chunks for the parallel adjoint.
 inline bool backward_sequential(index_t lanes, index_t steps, std::size_t storage_bytes, int state_dim) {
   if (steps < 64) return true;
-  const bool measured = state_dim <= 2 && (storage_bytes == 4 || storage_bytes == 2);
-  if (!measured) return lanes >= 65536;
-  const int log2_work = state_dim == 2 ? 21 : storage_bytes == 4 ? 22 : 23;
-  return lanes >= 4096 && lanes * steps >= (index_t(1) << log2_work);
+  const bool dense = state_dim > 2;
+  const index_t min_lanes = dense ? 1024 : 4096;
+  int log2_work = 23;  // fp64, and state_dim 1 in 16-bit storage
+  if (storage_bytes != 8 && (dense || state_dim == 2))
+    log2_work = 21;
+  else if (storage_bytes == 4 && state_dim == 1)
+    log2_work = 22;
+  return lanes >= min_lanes && lanes * steps >= (index_t(1) << log2_work);
 }
 
 }  // namespace tuning
