@@ -147,12 +147,14 @@ decltype(auto) with_cell_and_float(const char* where, CellKind cell, DType dtype
                         to_string(dtype));
 }
 
+#ifndef FLASHRNN_HAVE_CUDA
 [[noreturn]] void no_cuda(const char* where, const char* arg) {
   throw InvalidArgument(detail::concat(
       where, ": argument '", arg,
       "': a CUDA tensor, but FlashRNN was built without CUDA (configure with -DFLASHRNN_ENABLE_CUDA=ON "
       "on a machine with nvcc)"));
 }
+#endif
 
 }  // namespace
 
