@@ -1,6 +1,7 @@
 // CPU benchmark: sequential vs per-step Newton vs chunked Newton, forward and
 // forward+backward, for ParaGRU and ParaLSTM, over lanes (B*H) x steps (T) and
-// 1 vs 2 threads. fp32 storage and compute, PyTorch batch_first layout.
+// 1 vs 2 threads. fp32 storage and compute, PyTorch batch_first layout. Plus
+// jacobian/HeadTanh<4>/fp64: one step's full dual Jacobian of the widest cell.
 //
 // Benchmark names: <pass>/<cell>/<mode>/lanes:<B*H>/T:<T>/threads:<n>
 //   pass  fwd     forward (states for all steps)
@@ -95,9 +96,29 @@ void register_cell(index_t lanes, index_t T) {
       }
 }
 
+/// One step's full dual Jacobian (A, Ju, Jp by K + G + P tangents), what the
+/// adjoint evaluates once per step and lane: its cost for the widest cell,
+/// HeadTanh<4> in fp64 (24 tangents). Name: jacobian/HeadTanh<4>/fp64.
+void jacobian_head_tanh4(benchmark::State& state) {
+  using Cell = flashrnn::cells::HeadTanh4;
+  constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
+  double s[K] = {0.1, -0.2, 0.3, -0.4}, u[G] = {0.5, -0.6, 0.7, -0.8}, W[P];
+  for (int i = 0; i < P; ++i) W[i] = 0.05 * (i % 7) - 0.15;
+  double next[K], A[K * K], Ju[K * G], Jp[K * P];
+  int r = 0;
+  for (auto _ : state) {
+    u[r++ & 3] += 1e-9;  // a new input each step, so nothing is hoisted out of the loop
+    flashrnn::cell_step_full_jacobian<Cell>(s, u, W, next, A, Ju, Jp);
+    benchmark::DoNotOptimize(Jp);
+    benchmark::DoNotOptimize(A);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  benchmark::RegisterBenchmark("jacobian/HeadTanh<4>/fp64", jacobian_head_tanh4);
   const index_t max_steps = flashrnn_bench::take_max_steps_flag(argc, argv);
   flashrnn_bench::for_each_shape(max_steps, [](index_t lanes, index_t T) {
     register_cell<flashrnn::cells::ParaGRU>(lanes, T);
