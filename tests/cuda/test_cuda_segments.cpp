@@ -327,6 +327,15 @@ TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda
     }
   // Pairs of lanes halve the threads: twice the segments where lanes are few.
   CHECK(sequential_segments(8192 / 2, 2048) == 2 * sequential_segments(8192, 2048));
+  // Heavier steps (fp64, dense cells) aim at half the threads x segments.
+  using cuda::tuning::sequential_target_threads;
+  CHECK(sequential_target_threads(sizeof(float), 2) == 65536);
+  CHECK(sequential_target_threads(2, 1) == 65536);
+  CHECK(sequential_target_threads(sizeof(double), 1) == 32768);
+  CHECK(sequential_target_threads(sizeof(float), 4) == 32768);
+  CHECK(sequential_segments(8192, 2048, 32768) == 4);
+  CHECK(sequential_segments(32768, 2048, 32768) == 1);
+  CHECK(sequential_segments(1024, 2048, 32768) == 16);
   // Pairs where they cost no parallelism and keep segments long.
   using cuda::tuning::sequential_lanes_per_thread;
   CHECK(sequential_lanes_per_thread(2048, 1 << 16) == 1);  // half the threads would idle SMs

@@ -164,10 +164,10 @@ inline int sequential_block_lanes(int segments) {
 
 /// Segments of a sequential kernel (forward or backward) over `threads`
 /// threads of lanes: `want` where the caller or the options ask (> 0; at most
-/// one a step), else tuning's.
-inline int resolve_segments(int want, index_t threads, index_t steps) {
+/// one a step), else tuning's for `target` threads x segments.
+inline int resolve_segments(int want, index_t threads, index_t steps, index_t target) {
   return want > 0 ? static_cast<int>(std::min<index_t>(want, std::max<index_t>(steps, 1)))
-                  : tuning::sequential_segments(threads, steps);
+                  : tuning::sequential_segments(threads, steps, target);
 }
 
 template <class Cell, class S, class R, int V>
@@ -267,7 +267,8 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
                                                : 1;
     // Segments forced by the caller, else by the options, else tuned.
     const int C = detail::resolve_segments(
-        forced.segments > 0 ? forced.segments : options.sequential_segments, lanes / V, T);
+        forced.segments > 0 ? forced.segments : options.sequential_segments, lanes / V, T,
+        tuning::sequential_target_threads(sizeof(S), K));
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
     detail::launch_sequential<Cell, S, R>(a, C, V, stream);
     return mode;
@@ -373,7 +374,7 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   detail::BlockShape sh{1, 1, 1, T, 1};
   int C = 1;  // segments of the sequential kernel
   if (seq) {
-    C = detail::resolve_segments(forced.segments, lanes, T);
+    C = detail::resolve_segments(forced.segments, lanes, T, 65536);  // measured with 65536
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
   } else {
     sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);

@@ -10,11 +10,15 @@
 // Arguments: none (the grid below), "quick" (three shapes), "few" (64-512
 // lanes, T up to 65536), "pairs" (one lane a thread against two, the
 // experiment behind tuning::sequential_lanes_per_thread; "pairs-issue": only
-// the issue's widths at T = 2048 and 8192) or "profile" (one
+// the issue's widths at T = 2048 and 8192), "others" (the grid's columns for
+// the cells and types it leaves out: ParaGRU/ParaLSTM fp64, DiagTanh
+// fp32/bf16, HeadTanh4 fp32/bf16/fp64) or "profile" (one
 // launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
 
+#include "flashrnn/cells/diag_tanh.hpp"
+#include "flashrnn/cells/head_tanh.hpp"
 #include "flashrnn/cells/para_gru.hpp"
 #include "flashrnn/cells/para_lstm.hpp"
 #include "flashrnn/cuda/api.hpp"
@@ -85,7 +89,7 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   const auto pv = pr.pv();
   const auto sv = pr.sv();
   SolverOptions o = timing_options();
-  std::printf("%-8s %s", Cell::name, dtype);
+  std::printf("%-11s %s", Cell::name, dtype);
   if (update_gate != 0.0f) std::printf(" u_z=%g", update_gate);
   std::printf(" lanes=%-6d T=%-6ld", pr.B * H, T);
   float best = 1e30f;
@@ -111,7 +115,8 @@ void shape(const char* dtype, int H, long T, double peak, float update_gate = 0.
   const float tuned = median_ms([&] { cuda::forward_async<Cell, S>(uv, pv, {}, sv, {}, o, nullptr, nullptr); });
   const double gb = pr.gigabytes();
   std::printf("  chunked %6.3f  tuned(C=%d) %6.3f ms = %5.1f%% of copy; best seq %5.1f%%\n", chunked,
-              cuda::tuning::sequential_segments(index_t(pr.B) * H / tuned_lanes_per_thread<Cell, S>(pr.B * H, T), T),
+              cuda::tuning::sequential_segments(index_t(pr.B) * H / tuned_lanes_per_thread<Cell, S>(pr.B * H, T), T,
+                                                cuda::tuning::sequential_target_threads(sizeof(S), Cell::state_dim)),
               tuned, 100.0 * gb / (tuned * 1e-3) / peak,
               100.0 * gb / (best * 1e-3) / peak);
   CK(cudaDeviceSynchronize());
@@ -229,9 +234,25 @@ void run(bool quick, bool few) {
       shape<cells::ParaLSTM, float>("fp32", H, T, peak);
     }
 }
+/// The forward grid for the cells and storage types `run` leaves out.
+void others() {
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (int H : {128, 1024, 4096})
+    for (long T : {2048L, 8192L}) {
+      shape<cells::ParaGRU, double>("fp64", H, T, peak);
+      shape<cells::ParaLSTM, double>("fp64", H, T, peak);
+      shape<cells::DiagTanh, float>("fp32", H, T, peak);
+      shape<cells::DiagTanh, __nv_bfloat16>("bf16", H, T, peak);
+      shape<cells::HeadTanh4, float>("fp32", H, T, peak);
+      shape<cells::HeadTanh4, __nv_bfloat16>("bf16", H, T, peak);
+      shape<cells::HeadTanh4, double>("fp64", H, T, peak);
+    }
+}
 }  // namespace xb
 
 int main(int argc, char** argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "others")) return xb::others(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "pairs")) return xb::pairs(false), 0;
   if (argc > 1 && !std::strcmp(argv[1], "pairs-issue")) return xb::pairs(true), 0;

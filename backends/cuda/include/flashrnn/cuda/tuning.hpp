@@ -49,17 +49,36 @@ constexpr index_t min_segment_steps = 64;
 /// 128 costs up to 20 % at T = 512.
 constexpr int sequential_burn_in = 32;
 
-/// Segments of the sequential forward kernel (sequential_forward.cuh) for
-/// `threads` threads of lanes (lanes / lanes per thread): enough that
-/// threads x segments reach 65536 (~16 warps on each SM of an H100/H200).
+/// Threads x segments the sequential kernels aim for (sequential_segments):
+/// ~16 warps on each SM of an H100/H200 (65536) for light steps, half that for
+/// fp64 storage or dense cells (state_dim > 2), whose steps keep the SM's
+/// pipes busy with fewer warps, so more segments add burn-in and correction
+/// work without hiding more latency. Measured on an NVIDIA H200
+/// (perf/cuda/experiments/segments.cu "others", B = 8, lanes 1024 / 8192 /
+/// 32768, T 2048 / 8192; perf/README.md): with 65536 the tuned count was
+/// 1.05-1.23x slower than the best one for ParaGRU and ParaLSTM in fp64 at
+/// 8192 and 32768 lanes, and for HeadTanh4 up to 1.3x (fp32), 1.4x (bf16)
+/// and 1.8x (fp64); with 32768 the count it picks (4 at 8192 lanes, 1 at
+/// 32768) was the fastest of 1, 2, 4, 8 at each of these shapes or within
+/// 2 % of it, and at 1024 lanes both pick 16. DiagTanh (fp32/bf16, one
+/// input) is light and keeps 65536. The backward sweep keeps 65536 too (its
+/// rule, backward_sequential, was measured with it).
+inline index_t sequential_target_threads(std::size_t storage_bytes, int state_dim) {
+  return storage_bytes == 8 || state_dim > 2 ? 32768 : 65536;
+}
+
+/// Segments of the sequential kernels (sequential_forward.cuh,
+/// sequential_backward.cuh) for `threads` threads of lanes (lanes / lanes per
+/// thread): enough that threads x segments reach `target`
+/// (sequential_target_threads; 65536: ~16 warps on each SM of an H100/H200).
 /// Measured on an NVIDIA H200 (perf/cuda/experiments/segments.cu, B = 8,
 /// ParaGRU fp32/bf16 and ParaLSTM fp32, T 512..65536; perf/README.md):
 /// one-segment time / tuned time is 4.1-6.7 at 64-512 lanes, 2.1-5.9 at
 /// 1024-8192 lanes and T >= 2048, 1.35-2.2 at 16384 lanes, 1.06-1.41 at
 /// 32768; at 65536 lanes one segment is best (0.99-1.08).
-inline int sequential_segments(index_t threads, index_t steps) {
+inline int sequential_segments(index_t threads, index_t steps, index_t target = 65536) {
   int c = 1;
-  while (c < max_sequential_segments && threads * c < 65536 && steps >= 2 * c * min_segment_steps) c *= 2;
+  while (c < max_sequential_segments && threads * c < target && steps >= 2 * c * min_segment_steps) c *= 2;
   return c;
 }
 
