@@ -169,10 +169,11 @@ __device__ R block_max(R v, R* sh_red) {
 /// reverse: map_y ∘ ... ∘ map_{NC-1}). All threads call. On return sh[tid]
 /// holds this thread's inclusive value, visible to the whole block.
 /// Not cub::BlockScan: CUB scans one sequence over the thread ranks, while
-/// here each of the LT lanes has its own scan over NC (<= 256 / LT) chunk
-/// rows, interleaved (tid = y * LT + x) so that the global loads of a row stay
-/// coalesced; CUB would need a segmented operator over a transposed copy (two
-/// more passes through shared memory) for scans of at most 32 elements.
+/// here each of the LT lanes has its own scan over NC = 256 / LT chunk rows,
+/// interleaved (tid = y * LT + x) so that the global loads of a row stay
+/// coalesced; but for LT = 1 CUB would need a segmented operator over a
+/// transposed copy (two more passes through shared memory). One code path
+/// for every LT keeps the kernel's barriers uniform.
 template <class R, int K>
 __device__ Affine<R, K> block_scan_y(Affine<R, K> m, Affine<R, K>* sh, int y, int LT, int NC,
                                      bool reverse) {
