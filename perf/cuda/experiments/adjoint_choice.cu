@@ -3,9 +3,11 @@
 // segment count) against the parallel adjoint (chunked reverse scan), forced
 // through detail::backward_with, B = 8. Built by CMake with the perf targets
 // (flashrnn_exp_adjoint_choice), linked to the library. Arguments: none
-// (ParaGRU and ParaLSTM in fp32 and bf16) or "others" (the cells and types
+// (ParaGRU and ParaLSTM in fp32 and bf16), "others" (the cells and types
 // the first grid leaves out: ParaGRU/ParaLSTM fp64, DiagTanh fp32/bf16,
-// HeadTanh4 fp32/bf16/fp64).
+// HeadTanh4 fp32/bf16/fp64) or "profile" (the sweep alone, a few launches
+// each of ParaGRU and ParaLSTM bf16 at 65536 lanes, T = 2048, for
+// ncu --kernel-name regex:sequential_backward).
 #include <cstdio>
 #include <cstring>
 
@@ -22,7 +24,7 @@ namespace xb {
 using namespace flashrnn;
 
 template <class Cell, class S>
-void shape(const char* dtype, int H, long T) {
+void shape(const char* dtype, int H, long T, bool sweep_only = false) {
   constexpr int K = Cell::state_dim, G = Cell::input_dim, P = Cell::param_dim;
   const int B = 8;
   const size_t nu = size_t(B) * T * G * H, ns = size_t(B) * T * K * H;
@@ -51,7 +53,7 @@ void shape(const char* dtype, int H, long T) {
     });
   };
   const float seq = run(cuda::detail::AdjointKernel::sequential);
-  const float par = run(cuda::detail::AdjointKernel::parallel);
+  const float par = sweep_only ? 0.0f : run(cuda::detail::AdjointKernel::parallel);
   const bool tuned_seq = cuda::tuning::backward_sequential(index_t(B) * H, T, sizeof(S), K);
   // Unavoidable I/O: read u, states, grad_states; write grad_u.
   const double gb = double(2 * nu + 2 * ns) * sizeof(S) / 1e9;
@@ -83,6 +85,15 @@ void run(bool others) {
       shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T);
     }
 }
+
+/// The sweep of two bf16 shapes the rule gives it, timed as in `shape`.
+void profile() {
+  shape<cells::ParaGRU, __nv_bfloat16>("bf16", 8192, 2048, true);
+  shape<cells::ParaLSTM, __nv_bfloat16>("bf16", 8192, 2048, true);
+}
 }  // namespace xb
 
-int main(int argc, char** argv) { xb::run(argc > 1 && !std::strcmp(argv[1], "others")); }
+int main(int argc, char** argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
+  xb::run(argc > 1 && !std::strcmp(argv[1], "others"));
+}
