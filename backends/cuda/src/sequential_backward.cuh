@@ -156,11 +156,9 @@ __device__ __forceinline__ bool reverse_interior(const LanePtr<const S>& gs,
   return false;
 }
 
-/// One step with the general loads (grad_final at T - 1, s0 at 0); kept out
-/// of line: it runs at most twice a sweep, and inlined its registers would add
-/// to the interior loop's.
+/// One step with the general loads (grad_final at T - 1, s0 at 0).
 template <class Cell, bool Correct, class S, class R, int PP>
-__device__ __noinline__ bool reverse_edge_step(
+__device__ __forceinline__ bool reverse_edge_body(
     const LanePtr<const S>& gs, const LanePtr<const S>& gf, const LanePtr<const S>& st,
     const LanePtr<const S>& s0, const LanePtr<const S>& u, const LanePtr<S>& gu, const R (&p)[PP],
     index_t T, index_t t, R* back, R* old, R* gp) {
@@ -169,6 +167,19 @@ __device__ __noinline__ bool reverse_edge_step(
   load_reverse<K, G, 1>(in, gs, gf, st, s0, u, T, t, 1);
   return reverse_step<Cell, Correct, S>(in[0], p, back, old, gp, gu.base ? gu.at(t, 0) : nullptr,
                                         gu.sc);
+}
+
+/// reverse_edge_body out of line, for wider states: it runs at most twice a
+/// sweep, and inlined its registers would add to the interior loop's
+/// (ParaLSTM: 177-185 registers instead of 124-128). The price is back,
+/// old and gp in local memory (their addresses are taken), so for state_dim
+/// 1, which stays at 128 registers inlined, reverse_range inlines it.
+template <class Cell, bool Correct, class S, class R, int PP>
+__device__ __noinline__ bool reverse_edge_step(
+    const LanePtr<const S>& gs, const LanePtr<const S>& gf, const LanePtr<const S>& st,
+    const LanePtr<const S>& s0, const LanePtr<const S>& u, const LanePtr<S>& gu, const R (&p)[PP],
+    index_t T, index_t t, R* back, R* old, R* gp) {
+  return reverse_edge_body<Cell, Correct>(gs, gf, st, s0, u, gu, p, T, t, back, old, gp);
 }
 
 /// Sweeps t = t1 - 1 down to t0 from the hand-over `back` (A_{t1}^T λ_{t1};
@@ -184,7 +195,10 @@ __device__ __forceinline__ bool reverse_range(const LanePtr<const S>& gs,
                                               const LanePtr<S>& gu, const R (&p)[PP], index_t T,
                                               index_t t0, index_t t1, R* back, R* old, R* gp) {
   auto edge_step = [&](index_t t) {
-    return reverse_edge_step<Cell, Correct>(gs, gf, st, s0, u, gu, p, T, t, back, old, gp);
+    if constexpr (cell_traits<Cell>::K == 1)
+      return reverse_edge_body<Cell, Correct>(gs, gf, st, s0, u, gu, p, T, t, back, old, gp);
+    else
+      return reverse_edge_step<Cell, Correct>(gs, gf, st, s0, u, gu, p, T, t, back, old, gp);
   };
   index_t hi = t1;
   if (hi > t0 && hi == T) {
