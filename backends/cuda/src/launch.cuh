@@ -374,7 +374,8 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   detail::BlockShape sh{1, 1, 1, T, 1};
   int C = 1;  // segments of the sequential kernel
   if (seq) {
-    C = detail::resolve_segments(forced.segments, lanes, T, 65536);  // measured with 65536
+    // The backward's rules were measured with the light steps' target.
+    C = detail::resolve_segments(forced.segments, lanes, T, tuning::sequential_fill_threads);
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
   } else {
     sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);

@@ -49,7 +49,11 @@ constexpr index_t min_segment_steps = 64;
 /// 128 costs up to 20 % at T = 512.
 constexpr int sequential_burn_in = 32;
 
-/// Threads x segments the sequential kernels aim for (sequential_segments):
+/// Threads x segments that fill an H100/H200 for the sequential kernels'
+/// light steps: ~16 warps on each SM.
+constexpr index_t sequential_fill_threads = 65536;
+
+/// Threads x segments the sequential forward aims for (sequential_segments):
 /// ~16 warps on each SM of an H100/H200 (65536) for light steps, half that for
 /// fp64 storage or dense cells (state_dim > 2), whose steps keep the SM's
 /// pipes busy with fewer warps, so more segments add burn-in and correction
@@ -64,7 +68,7 @@ constexpr int sequential_burn_in = 32;
 /// input) is light and keeps 65536. The backward sweep keeps 65536 too (its
 /// rule, backward_sequential, was measured with it).
 inline index_t sequential_target_threads(std::size_t storage_bytes, int state_dim) {
-  return storage_bytes == 8 || state_dim > 2 ? 32768 : 65536;
+  return storage_bytes == 8 || state_dim > 2 ? sequential_fill_threads / 2 : sequential_fill_threads;
 }
 
 /// Segments of the sequential kernels (sequential_forward.cuh,
@@ -76,7 +80,7 @@ inline index_t sequential_target_threads(std::size_t storage_bytes, int state_di
 /// one-segment time / tuned time is 4.1-6.7 at 64-512 lanes, 2.1-5.9 at
 /// 1024-8192 lanes and T >= 2048, 1.35-2.2 at 16384 lanes, 1.06-1.41 at
 /// 32768; at 65536 lanes one segment is best (0.99-1.08).
-inline int sequential_segments(index_t threads, index_t steps, index_t target = 65536) {
+inline int sequential_segments(index_t threads, index_t steps, index_t target = sequential_fill_threads) {
   int c = 1;
   while (c < max_sequential_segments && threads * c < target && steps >= 2 * c * min_segment_steps) c *= 2;
   return c;
@@ -96,7 +100,7 @@ inline int sequential_segments(index_t threads, index_t steps, index_t target = 
 /// lanes with T = 2048.
 inline int sequential_lanes_per_thread(index_t lanes, index_t steps) {
   const index_t pairs = lanes / 2;
-  const bool fills = pairs * max_sequential_segments >= 65536;
+  const bool fills = pairs * max_sequential_segments >= sequential_fill_threads;
   return fills && steps / sequential_segments(pairs, steps) >= 512 ? 2 : 1;
 }
 
