@@ -187,6 +187,17 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   const auto tuned = gru.backward({});
   CHECK(tuned.u_s0 == whole.u_s0);
   CHECK(grad_p_close<float>(tuned.p, whole.p, 4096));
+  // 65536 lanes of ParaLSTM bf16 (lanes x T = 2^24.2): the sweep, one segment.
+  REQUIRE(cuda::tuning::backward_sequential(65536, 300, sizeof(__nv_bfloat16), 2));
+  Problem<cells::ParaLSTM, __nv_bfloat16> lstm(2, 300, 32768, Inputs::random, 5);  // B = 2 x H = 32768
+  const auto lstm_whole = lstm.backward({AdjointKernel::sequential, 1, -1});
+  const auto lstm_tuned = lstm.backward({});
+  CHECK(lstm_tuned.u_s0 == lstm_whole.u_s0);
+  CHECK(grad_p_close<__nv_bfloat16>(lstm_tuned.p, lstm_whole.p, 300));
+}
+
+// Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).
+TEST_CASE("cuda backward: the kernel rule's edges", "[cuda][backward][host]") {
   // The rule's edges: lanes x T from 2^21 for state_dim 2, 2^22 for
   // state_dim 1 in fp32 and 2^23 in 16-bit storage and for fp64, never below
   // 4096 lanes; wider states from 1024 lanes and 2^21 (2^23 in fp64).
@@ -205,11 +216,4 @@ TEST_CASE("cuda backward: the tuned choice is the segmented sweep where lanes x 
   CHECK(!cuda::tuning::backward_sequential(512, 65536, sizeof(float), 4));
   CHECK(!cuda::tuning::backward_sequential(1024, 2048, sizeof(double), 4));
   CHECK(cuda::tuning::backward_sequential(1024, 8192, sizeof(double), 4));
-  // 65536 lanes of ParaLSTM bf16 (lanes x T = 2^24.2): the sweep, one segment.
-  REQUIRE(cuda::tuning::backward_sequential(65536, 300, sizeof(__nv_bfloat16), 2));
-  Problem<cells::ParaLSTM, __nv_bfloat16> lstm(2, 300, 32768, Inputs::random, 5);  // B = 2 x H = 32768
-  const auto lstm_whole = lstm.backward({AdjointKernel::sequential, 1, -1});
-  const auto lstm_tuned = lstm.backward({});
-  CHECK(lstm_tuned.u_s0 == lstm_whole.u_s0);
-  CHECK(grad_p_close<__nv_bfloat16>(lstm_tuned.p, lstm_whole.p, 300));
 }

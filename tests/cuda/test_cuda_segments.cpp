@@ -313,7 +313,8 @@ TEST_CASE("cuda sequential forward keeps one lane a thread where pairs do not fi
   CHECK_THROWS_AS(prob.solve({4, -1, 2}, nullptr, Prob::sequential_options(), shifted.ptr + 1), InvalidArgument);
 }
 
-TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda][segments]") {
+// Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).
+TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda][segments][host]") {
   using cuda::tuning::max_sequential_segments;
   using cuda::tuning::sequential_segments;
   CHECK(sequential_segments(1 << 20, 1 << 16) == 1);  // lanes fill the GPU
