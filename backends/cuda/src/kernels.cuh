@@ -236,6 +236,34 @@ __device__ __forceinline__ int take_ticket(int* counter, int* sh) {
   return *sh;
 }
 
+/// Where a thread of the chunked kernels (Newton forward, parallel adjoint)
+/// works: lane x of tile `tile` (LT lanes a tile; lane, and its batch row b
+/// and unit j), chunk row y of L steps from t0 in time segment `seg`
+/// (starting at seg_begin), n steps of it (0 past T and for a lane past the
+/// last).
+struct ChunkPlace {
+  int x, y;
+  index_t lane;
+  bool valid_lane;
+  index_t b, j, seg_begin, t0;
+  int n;
+};
+template <int L, class Args>
+__device__ __forceinline__ ChunkPlace chunk_place(const Args& a, index_t seg, int tile) {
+  ChunkPlace c;
+  c.x = threadIdx.x % a.LT;
+  c.y = threadIdx.x / a.LT;
+  c.lane = static_cast<index_t>(tile) * a.LT + c.x;
+  c.valid_lane = c.lane < a.lanes;
+  c.b = c.valid_lane ? c.lane / a.H : 0;
+  c.j = c.valid_lane ? c.lane % a.H : 0;
+  c.seg_begin = seg * a.seg_len;
+  c.t0 = c.seg_begin + static_cast<index_t>(c.y) * L;
+  const index_t left = a.T - c.t0;
+  c.n = c.valid_lane ? static_cast<int>(left <= 0 ? 0 : (left < L ? left : L)) : 0;
+  return c;
+}
+
 // ---- Newton forward (chunked; L = 1 is per-step Newton) ----------------------
 
 template <class Cell, class S, class R, int L>
@@ -259,15 +287,10 @@ __global__ void __launch_bounds__(256, 2) newton_forward_kernel(FwdArgs<S, R> a)
   const int ticket = a.n_seg > 1 ? take_ticket(a.counter, &sh_ticket) : static_cast<int>(blockIdx.x);
   const index_t seg = ticket / a.n_tiles;
   const int tile = ticket % a.n_tiles;
-  const int x = threadIdx.x % a.LT, y = threadIdx.x / a.LT;
-  const index_t lane = static_cast<index_t>(tile) * a.LT + x;
-  const bool valid_lane = lane < a.lanes;
-  const index_t b = valid_lane ? lane / a.H : 0, j = valid_lane ? lane % a.H : 0;
-  const index_t seg_begin = seg * a.seg_len;
-  const index_t t0 = seg_begin + static_cast<index_t>(y) * L;
-  const index_t left = a.T - t0;
-  const int n = valid_lane ? static_cast<int>(left <= 0 ? 0 : (left < L ? left : L)) : 0;
-  const bool active = n > 0;
+  const ChunkPlace at = chunk_place<L>(a, seg, tile);
+  const int x = at.x, y = at.y, n = at.n;
+  const index_t lane = at.lane, b = at.b, j = at.j, seg_begin = at.seg_begin, t0 = at.t0;
+  const bool valid_lane = at.valid_lane, active = n > 0;
   // Chunks holding steps in this segment (block-uniform).
   const index_t seg_steps = (a.T - seg_begin) < a.seg_len ? (a.T - seg_begin) : a.seg_len;
   const int nc_active = static_cast<int>((seg_steps + L - 1) / L);
@@ -590,15 +613,10 @@ __global__ void __launch_bounds__(256) parallel_backward_kernel(BwdArgs<S, R> a)
   const int ticket = a.n_seg > 1 ? take_ticket(a.counter, &sh_ticket) : static_cast<int>(blockIdx.x);
   const index_t seg = a.n_seg - 1 - ticket / a.n_tiles;  // last segment first
   const int tile = ticket % a.n_tiles;
-  const int x = threadIdx.x % a.LT, y = threadIdx.x / a.LT;
-  const index_t lane = static_cast<index_t>(tile) * a.LT + x;
-  const bool valid_lane = lane < a.lanes;
-  const index_t b = valid_lane ? lane / a.H : 0, j = valid_lane ? lane % a.H : 0;
-  const index_t seg_begin = seg * a.seg_len;
-  const index_t t0 = seg_begin + static_cast<index_t>(y) * L;
-  const index_t left = a.T - t0;
-  const int n = valid_lane ? static_cast<int>(left <= 0 ? 0 : (left < L ? left : L)) : 0;
-  const bool active = n > 0;
+  const ChunkPlace at = chunk_place<L>(a, seg, tile);
+  const int y = at.y, n = at.n;
+  const index_t lane = at.lane, b = at.b, j = at.j, t0 = at.t0;
+  const bool valid_lane = at.valid_lane, active = n > 0;
   const index_t t_end = t0 + n;  // first step after the chunk
 
   const LanePtr<const S> u(a.u, b, j), st(a.states, b, j), s0(a.s0, b, j),
