@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -97,27 +98,56 @@ bool pairs_allowed(index_t H) {
   return sizeof(S) <= 4 && Cell::state_dim <= 2 && H % 2 == 0;
 }
 
+/// Whether the inputs may be staged in shared memory here (input_stage.cuh):
+/// bf16/fp16/fp32 storage, H a multiple of one 16-byte copy's lanes
+/// (contiguous buffers from cudaMalloc), and the input stages of the block's
+/// warps (at most 12 KB a warp) within the device's shared memory per block.
+template <class Cell, class S>
+bool staging_allowed(index_t H, int segments, int lanes_per_thread) {
+  if (sizeof(S) > 4 || H % static_cast<index_t>(16 / sizeof(S)) != 0) return false;
+  constexpr int D = cuda::tuning::sequential_stage_steps, NS = cuda::tuning::sequential_stages;
+  const std::size_t warp = static_cast<std::size_t>(NS * D * Cell::input_dim) * 32 * lanes_per_thread * sizeof(S);
+  const int warps = segments > 1 ? segments : cuda::tuning::sequential_block_threads / 32;
+  const std::size_t ends = segments > 1 ? segments * 32 * lanes_per_thread * Cell::state_dim * sizeof(float) : 0;
+  int device = 0, max_block = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&max_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess);
+  return warp <= 12 * 1024 && warps * warp + ends <= static_cast<std::size_t>(max_block);
+}
+
 template <class Cell, class S>
 void check_bitwise(Inputs inputs = Inputs::random) {
   for (index_t T : {1, 7, 100, 1000}) {
-    for (index_t H : {1, 33, 100}) {
+    // H = 40 and 64: 16-byte copies of u fit (40: a warp's lanes span two batch rows).
+    for (index_t H : {1, 33, 40, 64, 100}) {
       Problem<Cell, S> prob(2, T, H, inputs, static_cast<unsigned>(T * 131 + H));
-      const auto whole = prob.solve({1, -1, 1});  // one thread steps one lane's whole sequence
+      const auto whole = prob.solve({1, -1, 1, 1});  // one thread steps one lane's whole sequence
       const bool pairs = pairs_allowed<Cell, S>(H);
       if (pairs) CHECK(prob.solve({1, -1, 2}) == whole);
-      for (int C : {2, 3, 5, 9, cuda::tuning::max_sequential_segments})
+      for (int C : {1, 2, 3, 5, 8, 9, cuda::tuning::max_sequential_segments})
         // Burn-in: none (start guess 0), shorter than a prefetch block, the
         // tuned length, and reaching back to step 0 (the guess is exact).
         for (int burn_in : {0, 5, -1, 400})
-          // One lane a thread, the tuned choice, and pairs where they fit.
-          for (int lanes_per_thread : {1, 0, 2}) {
-            INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C
-                            << " burn_in=" << burn_in << " lanes/thread=" << lanes_per_thread);
-            if (lanes_per_thread == 2 && !pairs)
-              CHECK_THROWS_AS(prob.solve({C, burn_in, 2}), InvalidArgument);
-            else
-              CHECK(prob.solve({C, burn_in, lanes_per_thread}) == whole);
-          }
+          // One lane a thread, the tuned choice, and pairs where they fit;
+          // inputs prefetched into registers, or staged in shared memory
+          // (refused where it does not fit).
+          for (int lanes_per_thread : {1, 0, 2})
+            for (int staged : {1, 2}) {
+              if (C == 1 && burn_in != -1) continue;  // one segment has no burn-in
+              const bool registers_h = H == 1 || H == 33 || H == 100, staged_h = H == 40 || H == 64 || H == 100;
+              if (staged == 1 && (!registers_h || C == 1 || C == 8)) continue;  // the grid before staging
+              if (staged == 2 && (!staged_h || lanes_per_thread == 0)) continue;
+              INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " H=" << H << " segments=" << C
+                              << " burn_in=" << burn_in << " lanes/thread=" << lanes_per_thread
+                              << " staged=" << staged);
+              const int segments_used = static_cast<int>(std::min<index_t>(C, T)), V = lanes_per_thread == 2 ? 2 : 1;
+              const bool refused = (lanes_per_thread == 2 && !pairs) ||
+                                   (staged == 2 && !staging_allowed<Cell, S>(H, segments_used, V));
+              if (refused)
+                CHECK_THROWS_AS(prob.solve({C, burn_in, lanes_per_thread, staged}), InvalidArgument);
+              else
+                CHECK(prob.solve({C, burn_in, lanes_per_thread, staged}) == whole);
+            }
     }
   }
 }
@@ -161,27 +191,28 @@ TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any se
           "[cuda][forward][segments][errors]") {
   // Unit 5 is the second lane of the pair (4, 5) when a thread steps two.
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (int lanes_per_thread : {1, 2}) {
-    INFO("lanes/thread=" << lanes_per_thread);
-    Problem<cells::ParaGRU, float> prob(1, 1000, 40, Inputs::random, 7);
-    int flagged = -1;
-    prob.solve({8, -1, lanes_per_thread}, &flagged);
-    CHECK(flagged == 0);
-    // A NaN in the last segment's inputs (step 990, unit 5, gate 2).
-    REQUIRE(cudaMemcpy(prob.u.ptr + (990 * 3 + 2) * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) ==
-            cudaSuccess);
-    prob.solve({8, -1, lanes_per_thread}, &flagged);
-    CHECK(flagged == 1);
-    // A NaN in a parameter or in s0 of unit 5 (and finite inputs again).
-    Problem<cells::ParaGRU, float> p_nan(1, 1000, 40, Inputs::random, 7);
-    REQUIRE(cudaMemcpy(p_nan.p.ptr + 2 * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
-    p_nan.solve({8, -1, lanes_per_thread}, &flagged);
-    CHECK(flagged == 1);
-    Problem<cells::ParaGRU, float> s0_nan(1, 1000, 40, Inputs::random, 7);
-    REQUIRE(cudaMemcpy(s0_nan.s0.ptr + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
-    s0_nan.solve({8, -1, lanes_per_thread}, &flagged);
-    CHECK(flagged == 1);
-  }
+  for (int lanes_per_thread : {1, 2})
+    for (int staged : {1, 2}) {
+      INFO("lanes/thread=" << lanes_per_thread << " staged=" << staged);
+      Problem<cells::ParaGRU, float> prob(1, 1000, 40, Inputs::random, 7);
+      int flagged = -1;
+      prob.solve({8, -1, lanes_per_thread, staged}, &flagged);
+      CHECK(flagged == 0);
+      // A NaN in the last segment's inputs (step 990, unit 5, gate 2).
+      REQUIRE(cudaMemcpy(prob.u.ptr + (990 * 3 + 2) * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) ==
+              cudaSuccess);
+      prob.solve({8, -1, lanes_per_thread, staged}, &flagged);
+      CHECK(flagged == 1);
+      // A NaN in a parameter or in s0 of unit 5 (and finite inputs again).
+      Problem<cells::ParaGRU, float> p_nan(1, 1000, 40, Inputs::random, 7);
+      REQUIRE(cudaMemcpy(p_nan.p.ptr + 2 * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+      p_nan.solve({8, -1, lanes_per_thread, staged}, &flagged);
+      CHECK(flagged == 1);
+      Problem<cells::ParaGRU, float> s0_nan(1, 1000, 40, Inputs::random, 7);
+      REQUIRE(cudaMemcpy(s0_nan.s0.ptr + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+      s0_nan.solve({8, -1, lanes_per_thread, staged}, &flagged);
+      CHECK(flagged == 1);
+    }
 }
 
 // Tagged [tuning], not [segments]: 131072 lanes are too large for the
@@ -194,6 +225,17 @@ TEST_CASE("cuda sequential forward: the tuned choice takes lane pairs where lane
   CHECK(bf16.solve({0, -1, 0}) == bf16.solve({1, -1, 1}));
   Problem<cells::ParaLSTM, float> fp32(2, 512, 65536, Inputs::random, 22);
   CHECK(fp32.solve({0, -1, 0}) == fp32.solve({1, -1, 1}));
+}
+
+TEST_CASE("cuda sequential forward: the tuned choice stages 16-bit inputs from 8192 lanes, same bits",
+          "[cuda][forward][tuning]") {
+  REQUIRE(cuda::tuning::sequential_staged(8192, sizeof(__nv_bfloat16), 1));
+  // 8192 lanes, T = 1000: 8 segments of one lane a thread, staged.
+  Problem<cells::ParaGRU, __nv_bfloat16> gru(2, 1000, 4096, Inputs::random, 23);
+  CHECK(gru.solve({0, -1, 0, 0}) == gru.solve({0, -1, 0, 1}));
+  CHECK(gru.solve({0, -1, 0, 2}) == gru.solve({1, -1, 1, 1}));
+  Problem<cells::ParaLSTM, __half> lstm(2, 1000, 4096, Inputs::random, 24);
+  CHECK(lstm.solve({0, -1, 0, 0}) == lstm.solve({1, -1, 1, 1}));
 }
 
 TEST_CASE("cuda lane pairs: time-first layout, odd strides and misaligned states", "[cuda][forward][segments]") {
@@ -295,6 +337,8 @@ TEST_CASE("cuda segmented sequential forward rejects a segment count out of rang
   CHECK_THROWS_AS(prob.solve(2, nullptr, -2), InvalidArgument);
   CHECK_THROWS_AS(prob.solve({2, -1, 3}), InvalidArgument);
   CHECK_THROWS_AS(prob.solve({2, -1, -1}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, 3}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, -1}), InvalidArgument);
 }
 
 TEST_CASE("cuda sequential forward keeps one lane a thread where pairs do not fit, same bits",
@@ -311,6 +355,22 @@ TEST_CASE("cuda sequential forward keeps one lane a thread where pairs do not fi
   CHECK(prob.solve({16, -1, 2}) == one);  // half-warp segments
   CHECK(prob.solve({4, -1, 0}, nullptr, Prob::sequential_options(), shifted.ptr + 1) == one);
   CHECK_THROWS_AS(prob.solve({4, -1, 2}, nullptr, Prob::sequential_options(), shifted.ptr + 1), InvalidArgument);
+  // Staged: same bits where u is aligned; refused where it is not.
+  CHECK(prob.solve({4, -1, 1, 2}) == one);
+  CHECK(prob.solve({4, -1, 2, 2}) == one);
+  CHECK_THROWS_AS(prob.solve({4, -1, 1, 2}, nullptr, Prob::sequential_options(), shifted.ptr + 1), InvalidArgument);
+}
+
+// Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).
+TEST_CASE("cuda sequential forward stages inputs only for 16-bit storage from 8192 lanes",
+          "[cuda][segments][host]") {
+  using cuda::tuning::sequential_staged;
+  CHECK(sequential_staged(8192, 2, 1));
+  CHECK(sequential_staged(1 << 20, 2, 2));
+  CHECK_FALSE(sequential_staged(4096, 2, 1));   // few lanes: the register kernel's latency wins
+  CHECK_FALSE(sequential_staged(65536, 4, 1));  // fp32: no gain measured
+  CHECK_FALSE(sequential_staged(65536, 8, 1));
+  CHECK_FALSE(sequential_staged(65536, 2, 4));  // dense cells: not measured
 }
 
 // Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).

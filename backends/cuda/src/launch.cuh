@@ -170,32 +170,109 @@ inline int resolve_segments(int want, index_t threads, index_t steps, index_t ta
                   : tuning::sequential_segments(threads, steps, target);
 }
 
-template <class Cell, class S, class R, int V>
-void launch_sequential_v(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
+#if FLASHRNN_CUDA_STAGING
+/// The input staging of the sequential forward for V lanes a thread
+/// (input_stage.cuh): tuning::sequential_stage_steps steps a stage,
+/// tuning::sequential_stages stages.
+template <class Cell, class S, int V>
+using SequentialStage =
+    InputStage<S, tuning::sequential_stage_steps, cell_traits<Cell>::G, V, tuning::sequential_stages>;
+
+/// Whether the staged forward is compiled for this cell, type and V: 16-bit
+/// and fp32 storage (fp64 steps are bound by arithmetic), at most 12 KB of
+/// stages a warp (16 segments: 192 KB a block). Never in HIP builds.
+template <class Cell, class S, int V>
+constexpr bool staging_compiled() {
+  return sizeof(S) <= 4 && SequentialStage<Cell, S, V>::warp_bytes() <= 12 * 1024;
+}
+
+/// Shared memory of the staged kernel's block for `segments` segments.
+template <class Cell, class S, int V>
+std::size_t staged_block_bytes(int segments) {
+  using R = typename compute_type<S>::type;
+  const int lt = segments > 1 ? 32 : tuning::sequential_block_threads;
+  return segment_ends_bytes<R>(segments, lt, V * cell_traits<Cell>::K) +
+         static_cast<std::size_t>(lt * segments / 32) * SequentialStage<Cell, S, V>::warp_bytes();
+}
+
+#else
+template <class Cell, class S, int V>
+constexpr bool staging_compiled() {
+  return false;
+}
+#endif
+
+template <class Cell, class S, class R, int V, class Stage>
+void launch_sequential_kernel(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
   constexpr int K = cell_traits<Cell>::K;
-  const int lt = sequential_block_lanes(segments);
+  constexpr bool staged = !std::is_same<Stage, NoStage>::value;
+  // Staged, a segment's lanes are always a whole warp (blocks of up to 512
+  // threads: the kernel needs ~64 registers).
+  const int lt = staged && segments > 1 ? 32 : sequential_block_lanes(segments);
   const index_t threads = (a.lanes + V - 1) / V;
   const index_t blocks = (threads + lt - 1) / lt;
-  const std::size_t smem = segments > 1 ? static_cast<std::size_t>(segments) * lt * V * K * sizeof(R) : 0;
+  std::size_t smem = segment_ends_bytes<R>(segments, lt, V * K);
+  if constexpr (staged) smem += static_cast<std::size_t>(lt * segments / 32) * Stage::warp_bytes();
   constexpr int D = V == 2 ? tuning::sequential_prefetch_pairs : tuning::sequential_prefetch;
   // Writing the states or not is compiled in (a per-step check costs two
   // instructions of a ParaGRU step's ~54).
-  if (a.states.data)
-    sequential_forward_kernel<Cell, S, R, D, V, true>
-        <<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
-  else
-    sequential_forward_kernel<Cell, S, R, D, V, false>
-        <<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
+  void (*kernel)(FwdArgs<S, R>) = a.states.data ? sequential_forward_kernel<Cell, S, R, D, V, true, Stage>
+                                                : sequential_forward_kernel<Cell, S, R, D, V, false, Stage>;
+#if FLASHRNN_CUDA_STAGING
+  if (smem > 48 * 1024)
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+               "cudaFuncSetAttribute(sequential_forward_kernel)");
+#endif
+  kernel<<<static_cast<unsigned>(blocks), dim3(lt, segments), smem, stream>>>(a);
   check_launch("sequential_forward_kernel");
 }
 
-template <class Cell, class S, class R>
-void launch_sequential(const FwdArgs<S, R>& a, int segments, int lanes_per_thread, cudaStream_t stream) {
-  if constexpr (pairs_compiled<Cell, S>()) {
-    if (lanes_per_thread == 2) return launch_sequential_v<Cell, S, R, 2>(a, segments, stream);
+template <class Cell, class S, class R, int V>
+void launch_sequential_v(const FwdArgs<S, R>& a, int segments, bool staged, cudaStream_t stream) {
+#if FLASHRNN_CUDA_STAGING
+  if constexpr (staging_compiled<Cell, S, V>()) {
+    if (staged) return launch_sequential_kernel<Cell, S, R, V, SequentialStage<Cell, S, V>>(a, segments, stream);
   }
-  launch_sequential_v<Cell, S, R, 1>(a, segments, stream);
+#endif
+  (void)staged;
+  launch_sequential_kernel<Cell, S, R, V, NoStage>(a, segments, stream);
 }
+
+template <class Cell, class S, class R>
+void launch_sequential(const FwdArgs<S, R>& a, int segments, int lanes_per_thread, bool staged,
+                       cudaStream_t stream) {
+  if constexpr (pairs_compiled<Cell, S>()) {
+    if (lanes_per_thread == 2) return launch_sequential_v<Cell, S, R, 2>(a, segments, staged, stream);
+  }
+  launch_sequential_v<Cell, S, R, 1>(a, segments, staged, stream);
+}
+
+#if FLASHRNN_CUDA_STAGING
+/// Whether the staged forward can run here: compiled for the cell, type and
+/// V, u copyable 16 bytes at a time, sequences shorter than 2^31 steps (its
+/// counters are 32-bit), and the block's shared memory within what a block
+/// of this device may use.
+template <class Cell, class S>
+bool staging_possible(const View<const S>& u, int V, int segments) {
+  std::size_t bytes = 0;
+  if (V == 2) {
+    if constexpr (staging_compiled<Cell, S, 2>()) bytes = staged_block_bytes<Cell, S, 2>(segments);
+  } else {
+    if constexpr (staging_compiled<Cell, S, 1>()) bytes = staged_block_bytes<Cell, S, 1>(segments);
+  }
+  if (bytes == 0 || !stage_fits(u) || u.steps >= (index_t(1) << 31) - 64) return false;
+  int device = 0, max_block_bytes = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&max_block_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+             "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
+  return bytes <= static_cast<std::size_t>(max_block_bytes);
+}
+#else
+template <class Cell, class S>
+bool staging_possible(const View<const S>&, int, int) {
+  return false;
+}
+#endif
 
 template <class Cell, class S, class R, int L>
 void launch_newton(const FwdArgs<S, R>& a, int blocks, cudaStream_t stream) {
@@ -233,6 +310,8 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
   detail::check_segment_overrides(where, forced.segments, forced.burn_in);
   if (forced.lanes_per_thread < 0 || forced.lanes_per_thread > 2)
     flashrnn::detail::fail_argument(where, "lanes_per_thread", "0 (tuned), 1 or 2", forced.lanes_per_thread);
+  if (forced.staged < 0 || forced.staged > 2)
+    flashrnn::detail::fail_argument(where, "staged", "0 (tuned), 1 (registers) or 2 (shared memory)", forced.staged);
   detail::check_device(where, "u", u);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s0", s0);
@@ -270,7 +349,17 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
         forced.segments > 0 ? forced.segments : options.sequential_segments, lanes / V, T,
         tuning::sequential_target_threads(sizeof(S), K));
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
-    detail::launch_sequential<Cell, S, R>(a, C, V, stream);
+    // Inputs staged in shared memory or prefetched into registers.
+    const bool stage_possible = detail::staging_possible<Cell, S>(u, V, C);
+    if (forced.staged == 2 && !stage_possible)
+      flashrnn::detail::fail_argument(
+          where, "staged",
+          "0 or 1 here: staging needs bf16/fp16/fp32 storage, u contiguous over units with 16-byte aligned data "
+          "and strides, and H a multiple of 16 bytes' worth of elements",
+          2);
+    const bool staged = forced.staged > 0 ? forced.staged == 2
+                                          : stage_possible && tuning::sequential_staged(lanes, sizeof(S), K);
+    detail::launch_sequential<Cell, S, R>(a, C, V, staged, stream);
     return mode;
   }
   const int L = detail::pick_chunk(options);

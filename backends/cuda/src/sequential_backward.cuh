@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(256) sequential_backward_kernel(BwdArgs<S, R> 
     reverse_range<Cell, false, D>(gs, gf, st, s0, u, gu, p, a.T, t0, t1, back, no_old, gp);
   if (C > 1)
     correction_rounds<K, false>(reinterpret_cast<R*>(sequential_backward_smem), c, C, active, back,
-                                start, [&](R (&fresh)[K], R (&old)[K]) {
+                                start, [&](R (&fresh)[K], R (&old)[K], bool /*needs: always*/) {
                                   return reverse_range<Cell, true, D>(gs, gf, st, s0, u, gu, p, a.T,
                                                                       t0, t1, fresh, old, gp);
                                 });

@@ -18,6 +18,7 @@
 // C - 1 rounds every start is exact. The result is bitwise that of stepping
 // the whole sequence in one thread, whatever the cell does.
 #pragma once
+#include "input_stage.cuh"
 #include "kernels.cuh"
 #include "lane_pack.cuh"
 #include "segment_rounds.cuh"
@@ -143,20 +144,160 @@ __device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const Lane
   return false;
 }
 
-/// Block (LT threads of V lanes each, C segments); dynamic shared memory
-/// C * LT * V * K values of R when C > 1 (the segments' end states). With
+#if FLASHRNN_CUDA_STAGING
+/// step_range with the inputs staged in shared memory (input_stage.cuh):
+/// the same steps on the same values, so the same bits. Every thread of the
+/// warp calls it with the same range; `live` says whether this thread steps
+/// (an idle lane, or a correction this thread does not need, only copies).
+/// Correct: returns true where the thread merged (or was not live); the warp
+/// stops once none of its threads is live.
+template <class Cell, class S, class R, int PP, bool Correct, bool Write, class Stage>
+__device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& st,
+                                                  const R (&p)[Stage::lanes_per_thread][PP], index_t t0, index_t t1,
+                                                  R* a, R* b, R& probe, bool live) {
+  constexpr int G = cell_traits<Cell>::G;
+  constexpr int D = Stage::steps, V = Stage::lanes_per_thread, NS = Stage::stages;
+  using Pack = LanePack<S, V>;
+  using packed = typename Pack::packed;
+  bool merged = !live;
+  if (!__any_sync(0xffffffffu, live)) return merged;
+  // 32-bit counters (the launcher stages only sequences shorter than 2^31).
+  const int n = static_cast<int>(t1 - t0), full = n / D, rest = n % D, blocks = full + (rest > 0);
+  S* out = Write ? st.at(t0, 0) : nullptr;
+  sg.seek(t0);
+  // Block k's copies go to stage k % NS; NS - 1 blocks are in flight ahead.
+  auto issue = [&](int k) {
+    const int stage = static_cast<int>(static_cast<unsigned>(k) % NS);
+    if (k < full)
+      sg.template issue<false>(stage, D);
+    else if (k < blocks)
+      sg.template issue<true>(stage, rest);
+    else
+      __pipeline_commit();  // an empty group keeps wait_prior's count
+  };
+#pragma unroll
+  for (int k = 0; k < NS - 1; ++k) issue(k);
+  for (int k = 0; k < blocks; ++k) {
+    issue(k + NS - 1);
+    __pipeline_wait_prior(NS - 1);
+    __syncwarp();  // the warp's copies of block k have landed
+    const int stage = static_cast<int>(static_cast<unsigned>(k) % NS);
+    // Step i of the block; true where the thread merged.
+    auto step = [&](int i) {
+      R cur[V][G];
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        R lanes[V];
+        Pack::unpack(*reinterpret_cast<const packed*>(sg.at(stage, i, g)), lanes);
+#pragma unroll
+        for (int v = 0; v < V; ++v) cur[v][g] = lanes[v];
+      }
+      return one_step<Cell, Pack, S, R, V, PP, Correct, Write>(cur, p, a, b, probe, out, st.st, st.sc);
+    };
+    if (live) {
+      const int len = k < full ? D : rest;
+      int i = 0;
+      if (k < full) {  // a whole block: no per-step bound checks
+#pragma unroll
+        for (; i < D; ++i)
+          if (step(i)) break;
+      } else {
+#pragma unroll
+        for (; i < D - 1; ++i)
+          if (i >= rest || step(i)) break;
+      }
+      if (i < len) {  // stopped before the block's end: merged
+        live = false;
+        merged = true;
+      }
+    }
+    __syncwarp();  // block k's stage is read before it is refilled
+    if (Correct && !__any_sync(0xffffffffu, live)) break;
+  }
+  __pipeline_wait_prior(0);  // no copy of this range lands in the next one's stages
+  __syncwarp();
+  return merged;
+}
+
+#endif  // FLASHRNN_CUDA_STAGING
+
+/// Stands for "no staging": the kernel prefetches into registers.
+struct NoStage {};
+
+/// The calling thread's part of its warp's input stages, in the block's
+/// staging memory `smem` (one warp's after another); nothing for NoStage.
+template <class Stage, class S>
+__device__ __forceinline__ Stage make_stage(unsigned char* smem, const View<const S>& u, index_t lanes, index_t H) {
+  if constexpr (std::is_same<Stage, NoStage>::value) {
+    return {};
+  } else {
+    constexpr int V = Stage::lanes_per_thread;
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x, x = threadIdx.x & 31;
+    const index_t lane0 = (static_cast<index_t>(blockIdx.x) * blockDim.x + (threadIdx.x & ~31u)) * V;
+    return Stage(reinterpret_cast<S*>(smem + (tid / 32) * Stage::warp_bytes()), u, lane0, x, lanes, H);
+  }
+}
+
+/// One range of steps by the kernel's chosen path (`sg`: an InputStage, or
+/// NoStage for the register prefetch). Returns what
+/// step_range returns, and true where !live.
+template <class Cell, class S, class R, int D, int V, int PP, bool Correct, bool Write, class Stage>
+__device__ __forceinline__ bool run_range(Stage& sg, const LanePtr<const S>& u, const LanePtr<S>& st,
+                                          const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b, R& probe,
+                                          bool live) {
+#if FLASHRNN_CUDA_STAGING
+  if constexpr (!std::is_same<Stage, NoStage>::value) {
+    return step_range_staged<Cell, S, R, PP, Correct, Write>(sg, st, p, t0, t1, a, b, probe, live);
+  } else  // NOLINT(readability/braces): the register path closes both branches
+#endif
+  {
+    return !live || step_range<Cell, S, R, D, V, PP, Correct, Write>(u, st, p, t0, t1, a, b, probe);
+  }
+}
+
+/// Bytes of the kernel's dynamic shared memory before the input stages: the
+/// segments' end states (C x LT x V x K values of R when C > 1), rounded up
+/// to 16 bytes.
+template <class R>
+__host__ __device__ inline std::size_t segment_ends_bytes(int C, int lt, int VK) {
+  return C > 1 ? (static_cast<std::size_t>(C) * lt * VK * sizeof(R) + 15) / 16 * 16 : 0;
+}
+
+/// Block (LT threads of V lanes each, C segments); dynamic shared memory:
+/// the segments' end states (segment_ends_bytes), then, with Stage an
+/// InputStage, one warp's stages per warp of the block (a warp is one
+/// segment's lanes: LT = 32 for C > 1, so up to 512 threads a block). With
 /// V = 2 the lanes are pairs of adjacent units of one batch row (H even, u
-/// and the states contiguous over units and aligned to the pair: the
-/// launcher checks).
-template <class Cell, class S, class R, int D, int V, bool Write>
-__global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a) {
+/// and the states contiguous over units and aligned to the pair: the launcher
+/// checks).
+/// Launch bounds of the sequential forward kernel: blocks of up to 256
+/// threads prefetching into registers; staged, up to 512 (16 segments of a
+/// warp), at most 64 registers for one lane a thread (two such blocks an SM;
+/// ptxas chose 64 even unasked, but then spilled for lane pairs), up to 128
+/// for two.
+template <class Stage>
+constexpr int sequential_max_threads() {
+  return std::is_same<Stage, NoStage>::value ? 256 : 512;
+}
+template <class Stage, int V>
+constexpr int sequential_min_blocks() {
+  return std::is_same<Stage, NoStage>::value ? 0 : V == 2 ? 1 : 2;
+}
+
+template <class Cell, class S, class R, int D, int V, bool Write, class Stage>
+__global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential_min_blocks<Stage, V>()))
+    sequential_forward_kernel(FwdArgs<S, R> a) {
   constexpr int K = cell_traits<Cell>::K, P = cell_traits<Cell>::P;
   constexpr int PP = P > 0 ? P : 1, VK = V * K;
-  extern __shared__ unsigned char sequential_smem[];
+  constexpr bool staged = !std::is_same<Stage, NoStage>::value;
+  extern __shared__ __align__(16) unsigned char sequential_smem[];
   const int x = threadIdx.x, c = threadIdx.y, C = blockDim.y;
   const index_t lane = (static_cast<index_t>(blockIdx.x) * blockDim.x + x) * V;  // the thread's first lane
   const bool active = lane < a.lanes;
-  if (C == 1 && !active) return;  // with C > 1 every thread reaches the barriers
+  // With C > 1 every thread reaches the barriers; staged, a warp copies its
+  // lanes' inputs together.
+  if (C == 1 && !(staged ? __any_sync(0xffffffffu, active) : active)) return;
+  Stage sg = make_stage<Stage>(sequential_smem + segment_ends_bytes<R>(C, blockDim.x, VK), a.u, a.lanes, a.H);
   const index_t b = active ? lane / a.H : 0, j = active ? lane % a.H : 0;
   const LanePtr<const S> u(a.u, b, j);
   const LanePtr<S> st(a.states, b, j);
@@ -183,7 +324,7 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
   }
   const index_t len = (a.T + C - 1) / C;
   const index_t t0 = min(a.T, c * len), t1 = min(a.T, t0 + len);
-  if (active && c > 0 && a.burn_in > 0) {
+  if (c > 0 && a.burn_in > 0) {
     // The start guess: the last burn_in steps before t0 from zero (from s0
     // when they reach back to step 0, which makes the guess exact).
     const index_t tb = max(index_t(0), t0 - a.burn_in);
@@ -191,19 +332,19 @@ __global__ void __launch_bounds__(256) sequential_forward_kernel(FwdArgs<S, R> a
     for (int v = 0; v < V; ++v) {
       const LanePtr<const S> s0(a.s0, b, j + v);
 #pragma unroll
-      for (int k = 0; k < K; ++k) s[v * K + k] = tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
+      for (int k = 0; k < K; ++k) s[v * K + k] = active && tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
     }
     R unused = R(0);
-    step_range<Cell, S, R, D, V, PP, false, false>(u, st, p, tb, t0, s, nullptr, unused);
+    run_range<Cell, S, R, D, V, PP, false, false>(sg, u, st, p, tb, t0, s, nullptr, unused, active);
 #pragma unroll
     for (int k = 0; k < VK; ++k) start[k] = s[k];
   }
-  if (active) step_range<Cell, S, R, D, V, PP, false, Write>(u, st, p, t0, t1, s, nullptr, probe);
+  run_range<Cell, S, R, D, V, PP, false, Write>(sg, u, st, p, t0, t1, s, nullptr, probe, active);
   if (C > 1)
-    correction_rounds<VK, true>(reinterpret_cast<R*>(sequential_smem), c, C, active, s, start,
-                                [&](R (&fresh)[VK], R (&old)[VK]) {
-                                  return step_range<Cell, S, R, D, V, PP, true, Write>(
-                                      u, st, p, t0, t1, fresh, old, probe);
+    correction_rounds<VK, true, staged>(reinterpret_cast<R*>(sequential_smem), c, C, active, s, start,
+                                [&](R (&fresh)[VK], R (&old)[VK], bool needs) {
+                                  return run_range<Cell, S, R, D, V, PP, true, Write>(sg, u, st, p, t0, t1, fresh,
+                                                                                      old, probe, needs);
                                 });
   if (!active) return;
   if (c == C - 1 && a.final_state.data) {

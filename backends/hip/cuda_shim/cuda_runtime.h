@@ -60,6 +60,7 @@ inline hipError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void*
 #define __shfl_up_sync(mask, v, d) __shfl_up((v), (d))
 #define __shfl_down_sync(mask, v, d) __shfl_down((v), (d))
 #define __syncwarp(...)
+#define __any_sync(mask, p) __any(p)
 __device__ inline void __nanosleep(unsigned ns) {
   if (ns > 1024)
     __builtin_amdgcn_s_sleep(15);  // s_sleep takes a constant of ~64 cycles

@@ -16,6 +16,7 @@
 // launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "flashrnn/cells/diag_tanh.hpp"
 #include "flashrnn/cells/head_tanh.hpp"
@@ -207,6 +208,93 @@ void pairs(bool issue) {
     }
 }
 
+/// Inputs prefetched into registers (r) against staged in shared memory (s,
+/// input_stage.cuh), the experiment behind tuning::sequential_staged: for
+/// one lane and two lanes a thread, segment counts 1-16, tuned burn-in. Reports ms and the best of each path
+/// as a % of copy.
+template <class Cell, class S>
+void staged_shape(const char* dtype, int H, long T, double peak) {
+  Problem<Cell, S> pr(H, T);
+  CK(cudaDeviceSynchronize());
+  SolverOptions o = timing_options();
+  o.mode = Mode::sequential;
+  const index_t lanes = index_t(pr.B) * H;
+  std::printf("%-8s %s lanes=%-6ld T=%-6ld", Cell::name, dtype, static_cast<long>(lanes), T);
+  float best[3] = {1e30f, 1e30f, 1e30f};
+  std::vector<S> states[3];
+  int mismatches = 0;
+  for (int V : {1, 2}) {
+    std::printf("  V%d", V);
+    for (int C : {1, 2, 4, 8, 16}) {
+      if (T < 2 * C * cuda::tuning::min_segment_steps && C > 1) break;
+      std::printf(" C%d", C);
+      for (int staged : {1, 2}) {
+        auto launch = [&] {
+          cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr,
+                                                    {C, -1, V, staged}, nullptr);
+        };
+        try {
+          launch();
+        } catch (const InvalidArgument&) {  // staging does not fit (shared memory of the block)
+          std::printf(" s-");
+          states[2] = states[1];
+          continue;
+        }
+        const float ms = median_ms(launch);
+        best[staged] = std::min(best[staged], ms);
+        std::printf(" %c%.3f", staged == 2 ? 's' : 'r', ms);
+        // Both paths must write the same bits (the CUDA suite checks this in detail).
+        CK(cudaMemset(pr.st, 0xff, pr.ns * sizeof(S)));
+        launch();
+        states[staged].resize(pr.ns);
+        CK(cudaMemcpy(states[staged].data(), pr.st, pr.ns * sizeof(S), cudaMemcpyDeviceToHost));
+      }
+      if (std::memcmp(states[1].data(), states[2].data(), pr.ns * sizeof(S)) != 0) {
+        std::printf(" MISMATCH");
+        ++mismatches;
+      }
+    }
+  }
+  std::printf("  staged burn-in 16:");  // a shorter start guess at the larger segment counts
+  for (int V : {1, 2})
+    for (int C : {8, 16}) {
+      if (T < 2 * C * cuda::tuning::min_segment_steps) continue;
+      auto launch = [&] {
+        cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, {C, 16, V, 2},
+                                                  nullptr);
+      };
+      try {
+        launch();
+      } catch (const InvalidArgument&) {
+        continue;
+      }
+      const float ms = median_ms(launch);
+      best[2] = std::min(best[2], ms);
+      std::printf(" V%dC%d %.3f", V, C, ms);
+    }
+  const float tuned = median_ms(
+      [&] { cuda::forward_async<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, nullptr); });
+  std::printf("  best r %.3f (%4.1f%%) s %.3f (%4.1f%%) r/s %.2f  tuned %.3f%s\n", best[1],
+              100.0 * pr.gigabytes() / (best[1] * 1e-3) / peak, best[2],
+              100.0 * pr.gigabytes() / (best[2] * 1e-3) / peak, best[1] / best[2], tuned,
+              mismatches ? "  STATES DIFFER" : "");
+  CK(cudaDeviceSynchronize());
+}
+
+void staged() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines survive an abort
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (int H : {256, 1024, 4096, 8192})
+    for (long T : {2048L, 8192L}) {
+      staged_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      staged_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
+      staged_shape<cells::ParaGRU, float>("fp32", H, T, peak);
+      staged_shape<cells::ParaLSTM, float>("fp32", H, T, peak);
+      if (H >= 1024) staged_shape<cells::DiagTanh, __nv_bfloat16>("bf16", H, T, peak);
+    }
+}
+
 void run(bool quick, bool few) {
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);
@@ -256,5 +344,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "profile")) return xb::profile(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "pairs")) return xb::pairs(false), 0;
   if (argc > 1 && !std::strcmp(argv[1], "pairs-issue")) return xb::pairs(true), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "staged")) return xb::staged(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

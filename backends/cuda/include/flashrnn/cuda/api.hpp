@@ -64,6 +64,8 @@ struct SequentialOverrides {
   int segments = 0;          ///< 1 to tuning::max_sequential_segments; 0 = the options' or tuned
   int burn_in = -1;          ///< start-guess steps, >= 0; -1 = tuned
   int lanes_per_thread = 0;  ///< 1, or 2 (InvalidArgument where pairs do not fit); 0 = tuned
+  int staged = 0;            ///< 1: inputs prefetched into registers; 2: staged in shared memory
+                             ///< (InvalidArgument where staging does not fit); 0 = tuned
 };
 /// forward_async with Mode::sequential's launch choices forced.
 template <class Cell, class S>

@@ -104,6 +104,26 @@ inline int sequential_lanes_per_thread(index_t lanes, index_t steps) {
   return fills && steps / sequential_segments(pairs, steps) >= 512 ? 2 : 1;
 }
 
+/// Steps a stage of the staged sequential forward copies at once, and the
+/// stages it keeps (input_stage.cuh): double buffering of 8 steps. 16 steps
+/// a stage was slower (H200, perf/README.md).
+constexpr int sequential_stage_steps = 8;
+constexpr int sequential_stages = 2;
+
+/// Whether the sequential forward stages its inputs in shared memory
+/// (input_stage.cuh) where it can, rather than prefetching them into
+/// registers: for 16-bit storage and state_dim <= 2 from 8192 lanes. Measured
+/// on an NVIDIA H200 (perf/cuda/experiments/segments.cu "staged", B = 8,
+/// ParaGRU/ParaLSTM bf16/fp32, lanes 2048-65536, T 2048/8192, every segment
+/// count and one or two lanes a thread; perf/README.md): in bf16 the best
+/// staged launch is 1.01-1.14x faster than the best register one from 8192
+/// lanes (1.05-1.08x for ParaGRU at 8192 lanes, T = 2048; 1.13-1.14x at
+/// T = 8192) and 0.56-0.85x at 2048 lanes, where the register kernel's
+/// latency per step matters more; in fp32 the two are within -5 % / +4 %.
+inline bool sequential_staged(index_t lanes, std::size_t storage_bytes, int state_dim) {
+  return storage_bytes == 2 && state_dim <= 2 && lanes >= 8192;
+}
+
 /// Chunk lengths (steps per thread) compiled for the chunked kernels; a
 /// requested chunk_length rounds down to one of these (1 = per-step Newton).
 constexpr int chunk_lengths[] = {1, 8, 16, 32};
