@@ -239,8 +239,8 @@ __device__ __forceinline__ Stage make_stage(unsigned char* smem, const View<cons
 }
 
 /// One range of steps by the kernel's chosen path (`sg`: an InputStage, or
-/// NoStage for the register prefetch). Returns what
-/// step_range returns, and true where !live.
+/// NoStage for the register prefetch). Returns what step_range returns, and
+/// true where !live.
 template <class Cell, class S, class R, int D, int V, int PP, bool Correct, bool Write, class Stage>
 __device__ __forceinline__ bool run_range(Stage& sg, const LanePtr<const S>& u, const LanePtr<S>& st,
                                           const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b, R& probe,
@@ -263,13 +263,6 @@ __host__ __device__ inline std::size_t segment_ends_bytes(int C, int lt, int VK)
   return C > 1 ? (static_cast<std::size_t>(C) * lt * VK * sizeof(R) + 15) / 16 * 16 : 0;
 }
 
-/// Block (LT threads of V lanes each, C segments); dynamic shared memory:
-/// the segments' end states (segment_ends_bytes), then, with Stage an
-/// InputStage, one warp's stages per warp of the block (a warp is one
-/// segment's lanes: LT = 32 for C > 1, so up to 512 threads a block). With
-/// V = 2 the lanes are pairs of adjacent units of one batch row (H even, u
-/// and the states contiguous over units and aligned to the pair: the launcher
-/// checks).
 /// Launch bounds of the sequential forward kernel: blocks of up to 256
 /// threads prefetching into registers; staged, up to 512 (16 segments of a
 /// warp), at most 64 registers for one lane a thread (two such blocks an SM;
@@ -284,6 +277,13 @@ constexpr int sequential_min_blocks() {
   return std::is_same<Stage, NoStage>::value ? 0 : V == 2 ? 1 : 2;
 }
 
+/// Block (LT threads of V lanes each, C segments); dynamic shared memory:
+/// the segments' end states (segment_ends_bytes), then, with Stage an
+/// InputStage, one warp's stages per warp of the block (a warp is one
+/// segment's lanes: LT = 32 for C > 1, so up to 512 threads a block). With
+/// V = 2 the lanes are pairs of adjacent units of one batch row (H even, u
+/// and the states contiguous over units and aligned to the pair: the launcher
+/// checks).
 template <class Cell, class S, class R, int D, int V, bool Write, class Stage>
 __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential_min_blocks<Stage, V>()))
     sequential_forward_kernel(FwdArgs<S, R> a) {
@@ -342,10 +342,10 @@ __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential
   run_range<Cell, S, R, D, V, PP, false, Write>(sg, u, st, p, t0, t1, s, nullptr, probe, active);
   if (C > 1)
     correction_rounds<VK, true, staged>(reinterpret_cast<R*>(sequential_smem), c, C, active, s, start,
-                                [&](R (&fresh)[VK], R (&old)[VK], bool needs) {
-                                  return run_range<Cell, S, R, D, V, PP, true, Write>(sg, u, st, p, t0, t1, fresh,
-                                                                                      old, probe, needs);
-                                });
+                                        [&](R (&fresh)[VK], R (&old)[VK], bool needs) {
+                                          return run_range<Cell, S, R, D, V, PP, true, Write>(
+                                              sg, u, st, p, t0, t1, fresh, old, probe, needs);
+                                        });
   if (!active) return;
   if (c == C - 1 && a.final_state.data) {
 #pragma unroll
