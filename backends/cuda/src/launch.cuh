@@ -355,7 +355,8 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
       flashrnn::detail::fail_argument(
           where, "staged",
           "0 or 1 here: staging needs bf16/fp16/fp32 storage, u contiguous over units with 16-byte aligned data "
-          "and strides, and H a multiple of 16 bytes' worth of elements",
+          "and strides, H a multiple of 16 bytes' worth of elements, and the block's stages (at most 12 KB a "
+          "warp, one warp a segment) within the device's shared memory per block",
           2);
     const bool staged = forced.staged > 0 ? forced.staged == 2
                                           : stage_possible && tuning::sequential_staged(lanes, sizeof(S), K);
