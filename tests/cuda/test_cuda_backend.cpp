@@ -257,6 +257,14 @@ TEST_CASE("cuda 16-bit sigmoid over every float", "[cuda][rounding]") {
   CHECK(e.max_rel <= 1e-5);
 }
 
+TEST_CASE("cuda 16-bit tanh over every float", "[cuda][rounding]") {
+  const auto e = flashrnn_test::measure_tanh_16bit();
+  INFO("max relative error " << e.max_rel << " (at x = " << e.worst_x << "), wrong results " << e.wrong);
+  WARN("16-bit tanh: max relative error " << e.max_rel << " at x = " << e.worst_x);
+  CHECK(e.wrong == 0);
+  CHECK(e.max_rel <= 1e-5);  // 1/24 of fp16's smallest relative half-ulp, as for sigmoid
+}
+
 TEST_CASE("cuda forward of 2^20 steps", "[cuda][forward][long]") {
   const index_t T = index_t(1) << 20;
   Problem<cells::ParaGRU> pr(1, T, 2, 2024);

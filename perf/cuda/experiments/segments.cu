@@ -12,8 +12,10 @@
 // experiment behind tuning::sequential_lanes_per_thread; "pairs-issue": only
 // the issue's widths at T = 2048 and 8192), "others" (the grid's columns for
 // the cells and types it leaves out: ParaGRU/ParaLSTM fp64, DiagTanh
-// fp32/bf16, HeadTanh4 fp32/bf16/fp64) or "profile" (one
-// launch each of five shapes, for ncu --kernel-name regex:sequential_forward).
+// fp32/bf16, HeadTanh4 fp32/bf16/fp64), "staged" (registers against inputs
+// staged in shared memory), "miss" (staged at the issue's bf16 miss) or
+// "profile" (one launch each of five shapes, for ncu --kernel-name
+// regex:sequential_forward).
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -295,6 +297,21 @@ void staged() {
     }
 }
 
+/// staged() at the issue's bf16 miss (B*H = 8192, T = 2048) and two
+/// neighbours: a quick comparison of kernel variants.
+void miss() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (int H : {1024, 4096})
+    for (long T : {2048L, 8192L}) {
+      if (H == 4096 && T == 8192) continue;
+      staged_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      staged_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
+    }
+  staged_shape<cells::DiagTanh, __nv_bfloat16>("bf16", 1024, 2048, peak);
+}
+
 void run(bool quick, bool few) {
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);
@@ -345,5 +362,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "pairs")) return xb::pairs(false), 0;
   if (argc > 1 && !std::strcmp(argv[1], "pairs-issue")) return xb::pairs(true), 0;
   if (argc > 1 && !std::strcmp(argv[1], "staged")) return xb::staged(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "miss")) return xb::miss(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

@@ -10,22 +10,22 @@ namespace math {
 
 FLASHRNN_HOST_DEVICE inline float exp(float x) { return ::expf(x); }
 FLASHRNN_HOST_DEVICE inline double exp(double x) { return ::exp(x); }
-FLASHRNN_HOST_DEVICE inline float tanh(float x) { return ::tanhf(x); }
 FLASHRNN_HOST_DEVICE inline double tanh(double x) { return ::tanh(x); }
 FLASHRNN_HOST_DEVICE inline float abs(float x) { return ::fabsf(x); }
 FLASHRNN_HOST_DEVICE inline double abs(double x) { return ::fabs(x); }
 
 // Device code for 16-bit storage (bf16, fp16: the CUDA build defines
 // FLASHRNN_CUDA_16BIT_ACTIVATIONS in those instantiations) computes sigmoid
-// from the hardware ex2 and rcp alone: 4 instructions instead of ~15, where
-// the 16-bit kernels are bound by instructions, not bytes (ncu on an H200,
-// perf/README.md). Its relative error over every float with sigmoid >=
-// 2^-126 is at most 3.9e-6 (measured on an H200 by tests/cuda; the largest
-// errors are near x = -87, from rounding x log2 e), 1/60 of fp16's and
-// 1/500 of bf16's smallest relative half-ulp, so 16-bit results stay fp64
-// stepping rounded to storage except in rare ties (tested). The inline
-// namespace gives the two variants different names, so translation units
-// built with and without it never mix them.
+// and tanh from the hardware ex2 and rcp: sigmoid in 4 instructions instead
+// of ~15, tanh in 12 instead of 15, where the 16-bit kernels are bound by
+// instructions, not bytes (ncu on an H200, perf/README.md). Their relative
+// errors over every float are measured on the device by tests/cuda (sigmoid
+// at most 3.9e-6 where sigmoid >= 2^-126, the largest near x = -87 from
+// rounding x log2 e): far below fp16's smallest relative half-ulp (2.4e-4)
+// and bf16's (2e-3), so 16-bit results stay fp64 stepping rounded to storage
+// except in rare ties (tested). The inline namespace gives the two variants
+// different names, so translation units built with and without it never mix
+// them.
 #if defined(FLASHRNN_CUDA_16BIT_ACTIVATIONS)
 inline namespace activations_16bit {
 #else
@@ -54,6 +54,29 @@ FLASHRNN_HOST_DEVICE inline float sigmoid(float x) {
   return d <= 3.4e38f ? r : (d == d ? 0.0f : d);  // 1/inf = 0; NaN stays NaN
 #else
   return 1.0f / (1.0f + ::expf(-x));
+#endif
+}
+
+// tanh for 16-bit storage: 1 - 2 / (1 + e^2x) from the hardware ex2/rcp for
+// |x| >= 0.2 (absolute error ~3e-7 there, so relative ~2e-6 at worst), and
+// x - x^3/3 + 2x^5/15 - 17x^7/315 below, where the first form would lose the
+// small result to cancellation (truncation 5e-8 relative). CUDA's tanhf is
+// the same two forms with a wider polynomial range, a clamp and a copysign
+// (15 instructions); tanh.approx (error ~2^-11) was rejected for accuracy
+// (perf/README.md). Saturates to exactly +-1 (e^2x overflows to inf or
+// flushes to 0); NaN stays NaN.
+FLASHRNN_HOST_DEVICE inline float tanh(float x) {
+#if defined(__CUDA_ARCH__) && defined(FLASHRNN_CUDA_16BIT_ACTIVATIONS)
+  float e, r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(x * 2.8853900817779268f));  // 2 log2 e
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.0f + e));
+  const float wide = ::fmaf(-2.0f, r, 1.0f);
+  const float x2 = x * x;
+  const float odd = ::fmaf(::fmaf(x2, -0.053968254f, 0.13333334f), x2, -0.33333334f);  // -17/315, 2/15, -1/3
+  const float near0 = ::fmaf(x2 * x, odd, x);
+  return ::fabsf(x) < 0.2f ? near0 : wide;
+#else
+  return ::tanhf(x);
 #endif
 }
 
