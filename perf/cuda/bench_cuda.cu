@@ -4,10 +4,15 @@
 // fp32, ParaGRU and ParaLSTM: forward and forward+backward of the chunked
 // Newton, per-step Newton and sequential kernels. Times are CUDA events
 // around each call, after warm-up, median of `reps`, inputs rotated across
-// copies so that no repetition reads its input from L2. Reports ms, Newton
-// iterations, GB/s of the unavoidable I/O (forward: read u, write states;
-// backward: read u, states, grad_states, write grad_u) and that rate over the
-// card's copy bandwidth, measured in the same run (cudaMemcpy device to device).
+// copies so that no repetition reads its input from L2. Before each call the
+// stream is held busy for 100 us (hold_kernel, as NVBench's blocking kernel),
+// so the start event is not recorded before the call's work is queued: the
+// time is the GPU's, without the host's enqueueing (which a training step
+// overlaps with earlier GPU work); perf/README.md says how much that was.
+// Reports ms, Newton iterations, GB/s of the unavoidable I/O (forward: read
+// u, write states; backward: read u, states, grad_states, write grad_u) and
+// that rate over the card's copy bandwidth, measured in the same run
+// (cudaMemcpy device to device).
 //
 // Usage: bench_cuda [--quick] [--tune] [--json FILE] [--max-bytes GB] [--chunk L] [--dtype bf16|fp32]
 // --tune: forward only, sequential vs chunked Newton, over a finer grid of
@@ -34,6 +39,7 @@ namespace bench {
 using namespace flashrnn;
 
 using xb::fill_kernel;  // the experiments' deterministic fill (same inputs as they use)
+using xb::hold_kernel;  // holds the stream while a timed call is queued
 
 template <class S>
 void fill(S* x, size_t n, float scale, unsigned seed) {
@@ -56,6 +62,7 @@ struct Timer {
     for (int i = 0; i < warm; ++i) f(i);
     std::vector<float> ts;
     for (int i = 0; i < reps; ++i) {
+      hold_kernel<<<1, 1>>>(100000);  // the start event waits until f's work is queued
       CK(cudaEventRecord(a));
       f(i + warm);
       CK(cudaEventRecord(b));

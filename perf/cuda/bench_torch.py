@@ -1,6 +1,7 @@
 """PyTorch baselines for perf/cuda (issue 3): cuDNN nn.GRU / nn.LSTM of the
 same width and a plain PyTorch sequential ParaGRU loop, B = 8, bf16 and fp32,
-forward and forward+backward, CUDA-event timed, median of reps.
+forward and forward+backward, CUDA-event timed on a briefly held stream
+(see median_ms), median of reps.
 
 cuDNN's time includes its input projection (x W^T, a GEMM FlashRNN leaves
 outside the recurrence) and the dense H x H recurrent matmuls the diagonal
@@ -15,6 +16,13 @@ import time
 import torch
 
 
+# Before each timed call the stream spins ~100 us (2e5 cycles at the H200's
+# ~2 GHz) so that the start event waits for the call's work to be queued, as
+# bench_cuda's hold_kernel does: host-side enqueueing shorter than that is not
+# timed, for cuDNN and FlashRNN alike; the Python loop's longer enqueueing is.
+HOLD_CYCLES = 200_000
+
+
 def median_ms(fn, warm=1, reps=5):
     for _ in range(warm):
         fn()
@@ -23,6 +31,7 @@ def median_ms(fn, warm=1, reps=5):
     for _ in range(reps):
         a = torch.cuda.Event(enable_timing=True)
         b = torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(HOLD_CYCLES)  # as bench_cuda: a is recorded once fn's work is queued
         a.record()
         fn()
         b.record()

@@ -230,7 +230,9 @@ TEST_CASE("cuda sequential forward: the tuned choice takes lane pairs where lane
 TEST_CASE("cuda sequential forward: the tuned choice stages 16-bit inputs from 8192 lanes, same bits",
           "[cuda][forward][tuning]") {
   REQUIRE(cuda::tuning::sequential_staged(8192, sizeof(__nv_bfloat16), 1));
-  // 8192 lanes, T = 1000: 8 segments of one lane a thread, staged.
+  REQUIRE(cuda::tuning::sequential_staged_segments(8192 / 2, 1000) == 7);
+  // 8192 lanes, T = 1000: lane pairs in 7 segments, staged (forcing
+  // registers falls back to 8 segments of one lane a thread).
   Problem<cells::ParaGRU, __nv_bfloat16> gru(2, 1000, 4096, Inputs::random, 23);
   CHECK(gru.solve({0, -1, 0, 0}) == gru.solve({0, -1, 0, 1}));
   CHECK(gru.solve({0, -1, 0, 2}) == gru.solve({1, -1, 1, 1}));
@@ -371,6 +373,21 @@ TEST_CASE("cuda sequential forward stages inputs only for 16-bit storage from 81
   CHECK_FALSE(sequential_staged(65536, 4, 1));  // fp32: no gain measured
   CHECK_FALSE(sequential_staged(65536, 8, 1));
   CHECK_FALSE(sequential_staged(65536, 2, 4));  // dense cells: not measured
+}
+
+// Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).
+TEST_CASE("cuda staged forward with lane pairs aims at 12 warps an SM, any segment count",
+          "[cuda][segments][host]") {
+  using cuda::tuning::sequential_staged_segments;
+  CHECK(sequential_staged_segments(8192 / 2, 2048) == 12);
+  CHECK(sequential_staged_segments(16384 / 2, 2048) == 6);
+  CHECK(sequential_staged_segments(32768 / 2, 8192) == 3);
+  CHECK(sequential_staged_segments(65536 / 2, 2048) == 2);
+  CHECK(sequential_staged_segments(1 << 20, 1 << 16) == 1);  // lanes fill the GPU
+  CHECK(sequential_staged_segments(1, 1 << 20) == cuda::tuning::max_sequential_segments);
+  CHECK(sequential_staged_segments(8192 / 2, 1000) == 7);  // segments stay >= 2 x 64 steps
+  CHECK(sequential_staged_segments(8192 / 2, 100) == 1);
+  CHECK(sequential_staged_segments(0, 2048) == cuda::tuning::max_sequential_segments);
 }
 
 // Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).

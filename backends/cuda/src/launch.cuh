@@ -341,25 +341,36 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
           "1 or 0 here: pairs need ParaGRU-sized cells (K <= 2), bf16/fp16/fp32 storage, an even H, and u and "
           "states contiguous over units with even strides and pair-aligned data",
           2);
-    const int V = forced.lanes_per_thread > 0 ? forced.lanes_per_thread
-                  : pairs_possible             ? tuning::sequential_lanes_per_thread(lanes, T)
-                                               : 1;
     // Segments forced by the caller, else by the options, else tuned.
-    const int C = detail::resolve_segments(
-        forced.segments > 0 ? forced.segments : options.sequential_segments, lanes / V, T,
-        tuning::sequential_target_threads(sizeof(S), K));
+    const int want_segments = forced.segments > 0 ? forced.segments : options.sequential_segments;
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
-    // Inputs staged in shared memory or prefetched into registers.
-    const bool stage_possible = detail::staging_possible<Cell, S>(u, V, C);
-    if (forced.staged == 2 && !stage_possible)
-      flashrnn::detail::fail_argument(
-          where, "staged",
-          "0 or 1 here: staging needs bf16/fp16/fp32 storage, u contiguous over units with 16-byte aligned data "
-          "and strides, H a multiple of 16 bytes' worth of elements, and the block's stages (at most 12 KB a "
-          "warp, one warp a segment) within the device's shared memory per block",
-          2);
-    const bool staged = forced.staged > 0 ? forced.staged == 2
-                                          : stage_possible && tuning::sequential_staged(lanes, sizeof(S), K);
+    // Where tuning stages the inputs in shared memory, lane pairs with their
+    // own segment count, if pairs and staging fit and nothing forces another
+    // choice; otherwise one or two lanes a thread by their rule, then inputs
+    // staged or prefetched into registers.
+    const bool stage_tuned = forced.staged != 1 && tuning::sequential_staged(lanes, sizeof(S), K);
+    int V = 2, C = 0;
+    bool staged = false;
+    if (stage_tuned && pairs_possible && forced.lanes_per_thread != 1) {
+      C = want_segments > 0 ? detail::resolve_segments(want_segments, lanes / 2, T, 0)
+                            : tuning::sequential_staged_segments(lanes / 2, T);
+      staged = detail::staging_possible<Cell, S>(u, 2, C);
+    }
+    if (!staged) {
+      V = forced.lanes_per_thread > 0 ? forced.lanes_per_thread
+          : pairs_possible            ? tuning::sequential_lanes_per_thread(lanes, T)
+                                      : 1;
+      C = detail::resolve_segments(want_segments, lanes / V, T, tuning::sequential_target_threads(sizeof(S), K));
+      const bool stage_possible = detail::staging_possible<Cell, S>(u, V, C);
+      if (forced.staged == 2 && !stage_possible)
+        flashrnn::detail::fail_argument(
+            where, "staged",
+            "0 or 1 here: staging needs bf16/fp16/fp32 storage, u contiguous over units with 16-byte aligned "
+            "data and strides, H a multiple of 16 bytes' worth of elements, and the block's stages (at most 12 "
+            "KB a warp, one warp a segment) within the device's shared memory per block",
+            2);
+      staged = forced.staged == 2 || (stage_tuned && stage_possible);
+    }
     detail::launch_sequential<Cell, S, R>(a, C, V, staged, stream);
     return mode;
   }

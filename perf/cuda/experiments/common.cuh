@@ -30,14 +30,28 @@ __global__ void fill_kernel(S* x, size_t n, float scale, unsigned seed) {
   }
 }
 
+/// Keeps the default stream busy for `ns` nanoseconds (one thread spinning
+/// on the global timer).
+__global__ void hold_kernel(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); while (t - t0 < ns);
+}
+
+/// Median of 7 timed calls of f, after 2 warm-up calls. Each call is timed by
+/// events around it on a stream held busy for 100 us first (as NVBench's
+/// blocking kernel does), so the start event is not recorded before f's work
+/// is queued: the time is the GPU's, not the host's enqueueing (up to
+/// 100 us of it). `idle` times from an idle GPU instead, host latency included.
 template <class F>
-float median_ms(F f) {
+float median_ms(F f, bool idle = false) {
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
   for (int i = 0; i < 2; ++i) f();
   std::vector<float> ts;
   for (int i = 0; i < 7; ++i) {
+    if (!idle) hold_kernel<<<1, 1>>>(100000);
     cudaEventRecord(a);
     f();
     cudaEventRecord(b);

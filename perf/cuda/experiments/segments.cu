@@ -13,7 +13,8 @@
 // the issue's widths at T = 2048 and 8192), "others" (the grid's columns for
 // the cells and types it leaves out: ParaGRU/ParaLSTM fp64, DiagTanh
 // fp32/bf16, HeadTanh4 fp32/bf16/fp64), "staged" (registers against inputs
-// staged in shared memory), "miss" (staged at the issue's bf16 miss) or
+// staged in shared memory), "miss" (staged at the issue's bf16 miss), "fit"
+// (staged, bf16, segment counts 1-16 and lanes 8192-65536) or
 // "profile" (one launch each of five shapes, for ncu --kernel-name
 // regex:sequential_forward).
 #include <cstdio>
@@ -297,8 +298,47 @@ void staged() {
     }
 }
 
-/// staged() at the issue's bf16 miss (B*H = 8192, T = 2048) and two
-/// neighbours: a quick comparison of kernel variants.
+/// Staged launches at the issue's bf16 miss (B*H = 8192, T = 2048) and two
+/// neighbours, for comparing kernel variants: segment counts 6-16 (not only
+/// powers of two), one and two lanes a thread, burn-in tuned and 24; the
+/// best against the registers' best at 8 segments and the tuned launch.
+template <class Cell, class S>
+void miss_shape(const char* dtype, int H, long T, double peak) {
+  Problem<Cell, S> pr(H, T);
+  SolverOptions o = timing_options();
+  o.mode = Mode::sequential;
+  std::printf("%-8s %s lanes=%-6ld T=%-6ld", Cell::name, dtype, static_cast<long>(index_t(pr.B) * H), T);
+  auto time = [&](int C, int burn, int V, int staged) {
+    auto launch = [&] {
+      cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, {C, burn, V, staged},
+                                                nullptr);
+    };
+    try {
+      launch();
+    } catch (const InvalidArgument&) {
+      return 1e30f;
+    }
+    return median_ms(launch);
+  };
+  float best = 1e30f;
+  for (int V : {1, 2}) {
+    std::printf("  V%d", V);
+    for (int C : {6, 8, 10, 12, 16})
+      for (int burn : {-1, 24}) {
+        const float ms = time(C, burn, V, 2);
+        best = std::min(best, ms);
+        std::printf(" C%d%s %.4f", C, burn < 0 ? "" : "b24", ms);
+      }
+  }
+  const float regs = std::min(time(8, -1, 1, 1), time(8, -1, 2, 1));
+  auto tuned_call = [&] { cuda::forward_async<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, nullptr); };
+  const float tuned = median_ms(tuned_call), tuned_idle = median_ms(tuned_call, true);
+  auto pct = [&](float ms) { return 100.0 * pr.gigabytes() / (ms * 1e-3) / peak; };
+  std::printf("  | staged best %.4f (%4.1f%%) regs C8 %.4f tuned %.4f (%4.1f%%) idle-start %.4f (%4.1f%%)\n", best,
+              pct(best), regs, tuned, pct(tuned), tuned_idle, pct(tuned_idle));
+  CK(cudaDeviceSynchronize());
+}
+
 void miss() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const double peak = copy_gbs();
@@ -306,10 +346,55 @@ void miss() {
   for (int H : {1024, 4096})
     for (long T : {2048L, 8192L}) {
       if (H == 4096 && T == 8192) continue;
-      staged_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
-      staged_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
+      miss_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      miss_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
     }
-  staged_shape<cells::DiagTanh, __nv_bfloat16>("bf16", 1024, 2048, peak);
+  miss_shape<cells::DiagTanh, __nv_bfloat16>("bf16", 1024, 2048, peak);
+}
+
+/// Staged launches over every segment count 1-16 worth trying, one and two
+/// lanes a thread, lanes 8192-65536, T 2048 / 8192: the data behind the
+/// staged segment and pairs rule.
+template <class Cell>
+void fit_shape(int H, long T, double peak) {
+  Problem<Cell, __nv_bfloat16> pr(H, T);
+  SolverOptions o = timing_options();
+  o.mode = Mode::sequential;
+  std::printf("%-8s bf16 lanes=%-6ld T=%-6ld", Cell::name, static_cast<long>(index_t(pr.B) * H), T);
+  float best = 1e30f;
+  for (int V : {1, 2}) {
+    std::printf("  V%d", V);
+    for (int C : {1, 2, 3, 4, 6, 8, 12, 16}) {
+      auto launch = [&] {
+        cuda::detail::forward_async_with<Cell, __nv_bfloat16>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr,
+                                                              {C, -1, V, 2}, nullptr);
+      };
+      float ms = 1e30f;
+      try {
+        launch();
+        ms = median_ms(launch);
+      } catch (const InvalidArgument&) {
+      }
+      best = std::min(best, ms);
+      std::printf(" C%d %.4f", C, ms < 1e29f ? ms : 0.0f);
+    }
+  }
+  const float tuned = median_ms(
+      [&] { cuda::forward_async<Cell, __nv_bfloat16>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr, nullptr); });
+  std::printf("  | best %.4f (%4.1f%%) tuned %.4f (%4.1f%%)\n", best,
+              100.0 * pr.gigabytes() / (best * 1e-3) / peak, tuned, 100.0 * pr.gigabytes() / (tuned * 1e-3) / peak);
+  CK(cudaDeviceSynchronize());
+}
+
+void fit() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (int H : {1024, 2048, 4096, 8192})
+    for (long T : {2048L, 8192L}) {
+      fit_shape<cells::ParaGRU>(H, T, peak);
+      fit_shape<cells::ParaLSTM>(H, T, peak);
+    }
 }
 
 void run(bool quick, bool few) {
@@ -363,5 +448,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "pairs-issue")) return xb::pairs(true), 0;
   if (argc > 1 && !std::strcmp(argv[1], "staged")) return xb::staged(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "miss")) return xb::miss(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "fit")) return xb::fit(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

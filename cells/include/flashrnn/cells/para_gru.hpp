@@ -1,7 +1,8 @@
 // ParaGRU (ParaRNN, 2025): a GRU whose recurrent weights are diagonal, so each
 // hidden unit is an independent scalar recurrence (K = 1).
 //   z = σ(a_z h + u_z),  r = σ(a_r h + u_r),  ĥ = tanh(a_h (h r) + u_h),
-//   h' = z ĥ + (1 − z) h
+//   h' = z ĥ + (1 − z) h, computed as h + z (ĥ − h): one operation fewer
+//   (two instructions instead of three in the CUDA kernels' step).
 // u = (u_z, u_r, u_h) are the unit's pre-activations (x W^T + b, computed
 // outside the recurrence); p = (a_z, a_r, a_h).
 #pragma once
@@ -22,7 +23,7 @@ struct ParaGRU {
     const V z = sigmoid(p[0] * h + u[0]);
     const V r = sigmoid(p[1] * h + u[1]);
     const V h_cand = tanh(p[2] * (h * r) + u[2]);
-    s_next[0] = z * h_cand + (V(1) - z) * h;
+    s_next[0] = h + z * (h_cand - h);
   }
 };
 

@@ -2,6 +2,7 @@
 // Mode::automatic picks, threads per block, lanes per block and chunk lengths.
 // Numbers come from perf/cuda (see perf/README.md, section CUDA).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 
 #include "flashrnn/core/options.hpp"
@@ -122,6 +123,30 @@ constexpr int sequential_stages = 2;
 /// latency per step matters more; in fp32 the two are within -5 % / +4 %.
 inline bool sequential_staged(index_t lanes, std::size_t storage_bytes, int state_dim) {
   return storage_bytes == 2 && state_dim <= 2 && lanes >= 8192;
+}
+
+/// Threads x segments of the staged forward with lane pairs: ~12 warps on
+/// each SM of an H100/H200 (sequential_staged_segments).
+constexpr index_t sequential_staged_pairs_threads = 49152;
+
+/// Segments of the staged forward with lane pairs (the choice wherever
+/// sequential_staged holds and pairs fit) for `threads` threads: the count,
+/// any from 1 to 16, that brings threads x segments to
+/// sequential_staged_pairs_threads, with segments of at least
+/// 2 x min_segment_steps. Measured on an NVIDIA H200 (perf/cuda/experiments/
+/// segments.cu "fit", ParaGRU/ParaLSTM bf16, lanes 8192-65536, T 2048/8192,
+/// segment counts 1, 2, 3, 4, 6, 8, 12, 16, one and two lanes a thread,
+/// every launch timed on a busy stream; perf/README.md): pairs were the
+/// fastest or within 1 % at all 16 shapes, and this count (12 at 8192 lanes,
+/// 6, 3, 2 at 16384, 32768, 65536) was within 1.4 % of the best one. The
+/// power-of-two rule of sequential_segments with one lane a thread (the
+/// choice before) was up to 6 % slower (ParaLSTM, 8192 and 16384 lanes,
+/// T = 2048).
+inline int sequential_staged_segments(index_t threads, index_t steps) {
+  index_t c = (sequential_staged_pairs_threads + threads - 1) / std::max<index_t>(threads, 1);
+  c = std::min<index_t>(std::max<index_t>(c, 1), max_sequential_segments);
+  while (c > 1 && steps < 2 * c * min_segment_steps) --c;
+  return static_cast<int>(c);
 }
 
 /// Chunk lengths (steps per thread) compiled for the chunked kernels; a
