@@ -98,7 +98,8 @@ inline int sequential_segments(index_t threads, index_t steps, index_t target = 
 /// segments.cu "pairs", B = 8, ParaGRU/ParaLSTM bf16/fp32; perf/README.md):
 /// pairs are 1.1-1.4x faster in bf16 from 32768 lanes and at 8192 lanes with
 /// T = 65536, up to 1.12x in fp32; 0.6-0.95x below 8192 lanes and at 8192
-/// lanes with T = 2048.
+/// lanes with T = 2048. Where the inputs are staged (sequential_staged), the
+/// launch takes pairs with sequential_staged_segments' count instead.
 inline int sequential_lanes_per_thread(index_t lanes, index_t steps) {
   const index_t pairs = lanes / 2;
   const bool fills = pairs * max_sequential_segments >= sequential_fill_threads;
