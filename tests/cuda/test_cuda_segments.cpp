@@ -343,6 +343,30 @@ TEST_CASE("cuda segmented sequential forward rejects a segment count out of rang
   CHECK_THROWS_AS(prob.solve({2, -1, 0, -1}), InvalidArgument);
 }
 
+// Small enough for compute-sanitizer's racecheck ([sanitize]): staged launches
+// with segment counts that are not powers of two (the tuned staged count is
+// any from 1 to 16), one and two lanes a thread, a burn-in reaching back to
+// step 0 and one of 5 steps, against one thread stepping each lane.
+template <class Cell, class S>
+void check_staged_small() {
+  Problem<Cell, S> prob(2, 150, 64, Inputs::random, 31);
+  const auto whole = prob.solve({1, -1, 1, 1});
+  for (int C : {3, 6, 7, 12})
+    for (int V : {1, 2})
+      for (int burn_in : {-1, 5, 200}) {
+        INFO(Cell::name << " bytes/value " << sizeof(S) << " segments=" << C << " lanes/thread=" << V
+                        << " burn_in=" << burn_in);
+        CHECK(prob.solve({C, burn_in, V, 2}) == whole);
+      }
+}
+
+TEST_CASE("cuda staged forward, odd segment counts and pairs, same bits (small shapes)",
+          "[cuda][forward][segments][sanitize]") {
+  check_staged_small<cells::ParaGRU, __nv_bfloat16>();
+  check_staged_small<cells::ParaLSTM, __half>();
+  check_staged_small<cells::DiagTanh, __nv_bfloat16>();
+}
+
 TEST_CASE("cuda sequential forward keeps one lane a thread where pairs do not fit, same bits",
           "[cuda][forward][segments][sanitize]") {
   // u one element into its buffer: H even, but a pair's two values straddle
