@@ -12,6 +12,16 @@ if not flashrnn.HAVE_EXTENSION:
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@flashrnn.cell(state_dim=1, input_dim=3, param_dim=3)
+def py_gru(s, u, p):
+    """ParaGRU written as a Python cell (the tests' generic-solve example)."""
+    h = s[0]
+    z = torch.sigmoid(p[0] * h + u[0])
+    r = torch.sigmoid(p[1] * h + u[1])
+    n = torch.tanh(p[2] * (h * r) + u[2])
+    return (z * n + (1 - z) * h).reshape(1)
+
+
 def loop_reference(cell, u, p, s0=None):
     """The plain-loop PyTorch definition of the built-in cells (written out
     here independently of flashrnn.reference): u (T, B, G, H), p (P, H),

@@ -3,16 +3,7 @@ import pytest
 import torch
 
 import flashrnn
-from conftest import loop_reference
-
-
-@flashrnn.cell(state_dim=1, input_dim=3, param_dim=3)
-def py_gru(s, u, p):
-    h = s[0]
-    z = torch.sigmoid(p[0] * h + u[0])
-    r = torch.sigmoid(p[1] * h + u[1])
-    n = torch.tanh(p[2] * (h * r) + u[2])
-    return (z * n + (1 - z) * h).reshape(1)
+from conftest import loop_reference, py_gru
 
 
 class PyLSTM(flashrnn.PythonCell):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import flashrnn
-from conftest import loop_reference
+from conftest import loop_reference, py_gru
 
 _version = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
 
@@ -175,15 +175,6 @@ def test_module_damping_reaches_solver():
 
 
 # ---- cells written in Python ----
-
-@flashrnn.cell(state_dim=1, input_dim=3, param_dim=3)
-def py_gru(s, u, p):
-    h = s[0]
-    z = torch.sigmoid(p[0] * h + u[0])
-    r = torch.sigmoid(p[1] * h + u[1])
-    n = torch.tanh(p[2] * (h * r) + u[2])
-    return (z * n + (1 - z) * h).reshape(1)
-
 
 def test_python_cell_warn_raise_ignore():
     u, p, s0 = chaotic("para_gru", T=40)
