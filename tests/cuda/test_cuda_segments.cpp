@@ -187,32 +187,55 @@ TEST_CASE("cuda segmented sequential forward: slowly merging segments", "[cuda][
   check_bitwise<cells::ParaGRU, double>(Inputs::slow);
 }
 
-TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any segment",
-          "[cuda][forward][segments][errors]") {
-  // Unit 5 is the second lane of the pair (4, 5) when a thread steps two.
-  const float nan = std::numeric_limits<float>::quiet_NaN();
+/// Sets element `i` of a device buffer to `x`.
+template <class S>
+void poke(S* data, std::size_t i, float x) {
+  const S v = to_s<S>(x);
+  REQUIRE(cudaMemcpy(data + i, &v, sizeof(S), cudaMemcpyHostToDevice) == cudaSuccess);
+}
+
+/// An inf or NaN anywhere in u, p or s0 is reported, whatever the launch:
+/// unit 5 is the second lane of the pair (4, 5) when a thread steps two; the
+/// steps lie in the first segment's first block, the last segment's whole
+/// blocks and its partial last block (8 segments of 125 steps, blocks of 8).
+/// 16-bit pairs fold their inputs with one packed FMA (lane_pack.cuh).
+template <class S>
+void check_nonfinite_reported() {
+  const float bad_values[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity()};
   for (int lanes_per_thread : {1, 2})
     for (int staged : {1, 2}) {
-      INFO("lanes/thread=" << lanes_per_thread << " staged=" << staged);
-      Problem<cells::ParaGRU, float> prob(1, 1000, 40, Inputs::random, 7);
-      int flagged = -1;
-      prob.solve({8, -1, lanes_per_thread, staged}, &flagged);
-      CHECK(flagged == 0);
-      // A NaN in the last segment's inputs (step 990, unit 5, gate 2).
-      REQUIRE(cudaMemcpy(prob.u.ptr + (990 * 3 + 2) * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) ==
-              cudaSuccess);
-      prob.solve({8, -1, lanes_per_thread, staged}, &flagged);
-      CHECK(flagged == 1);
-      // A NaN in a parameter or in s0 of unit 5 (and finite inputs again).
-      Problem<cells::ParaGRU, float> p_nan(1, 1000, 40, Inputs::random, 7);
-      REQUIRE(cudaMemcpy(p_nan.p.ptr + 2 * 40 + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
-      p_nan.solve({8, -1, lanes_per_thread, staged}, &flagged);
-      CHECK(flagged == 1);
-      Problem<cells::ParaGRU, float> s0_nan(1, 1000, 40, Inputs::random, 7);
-      REQUIRE(cudaMemcpy(s0_nan.s0.ptr + 5, &nan, sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
-      s0_nan.solve({8, -1, lanes_per_thread, staged}, &flagged);
-      CHECK(flagged == 1);
+      const cuda::detail::SequentialOverrides launch{8, -1, lanes_per_thread, staged};
+      for (float bad : bad_values) {
+        INFO("lanes/thread=" << lanes_per_thread << " staged=" << staged << " value=" << bad);
+        for (index_t step : {3, 990, 998}) {
+          INFO("u at step " << step);
+          Problem<cells::ParaGRU, S> prob(1, 1000, 40, Inputs::random, 7);
+          int flagged = -1;
+          prob.solve(launch, &flagged);
+          CHECK(flagged == 0);
+          poke(prob.u.ptr, static_cast<std::size_t>((step * 3 + 2) * 40 + 5), bad);  // gate 2, unit 5
+          prob.solve(launch, &flagged);
+          CHECK(flagged == 1);
+        }
+        Problem<cells::ParaGRU, S> p_bad(1, 1000, 40, Inputs::random, 7);
+        poke(p_bad.p.ptr, 2 * 40 + 5, bad);
+        int flagged = -1;
+        p_bad.solve(launch, &flagged);
+        CHECK(flagged == 1);
+        Problem<cells::ParaGRU, S> s0_bad(1, 1000, 40, Inputs::random, 7);
+        poke(s0_bad.s0.ptr, 5, bad);
+        s0_bad.solve(launch, &flagged);
+        CHECK(flagged == 1);
+      }
     }
+}
+
+TEST_CASE("cuda segmented sequential forward reports non-finite inputs in any segment",
+          "[cuda][forward][segments][errors]") {
+  SECTION("fp32") { check_nonfinite_reported<float>(); }
+  SECTION("bf16") { check_nonfinite_reported<__nv_bfloat16>(); }
+  SECTION("fp16") { check_nonfinite_reported<__half>(); }
 }
 
 // Tagged [tuning], not [segments]: 131072 lanes are too large for the

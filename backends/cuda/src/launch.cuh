@@ -477,7 +477,7 @@ void detail::backward_with(View<const S> u, View<const S> p, View<const S> s0,
   if (seq) {
     // The backward's rules were measured with the light steps' target.
     C = detail::resolve_segments(forced.segments, lanes, T, tuning::sequential_fill_threads);
-    a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
+    a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_backward_burn_in;
   } else {
     sh = detail::block_shape(lanes, T, tuning::default_chunk_length, where);
   }

@@ -27,10 +27,6 @@ namespace flashrnn {
 namespace cuda {
 namespace detail {
 
-/// probe + 0 * x: stays finite until x is inf or NaN (a check in one FMA).
-__device__ __forceinline__ float fold_finite(float x, float probe) { return __fmaf_rn(x, 0.0f, probe); }
-__device__ __forceinline__ double fold_finite(double x, double probe) { return __fma_rn(x, 0.0, probe); }
-
 /// Loads the inputs of `count` (<= D) consecutive steps from `src` into `buf`
 /// (zeros past `count`), V lanes an access.
 template <class Pack, class S, int D, int G>
@@ -57,6 +53,20 @@ __device__ __forceinline__ void unpack_steps(const typename Pack::packed (&buf)[
     }
 }
 
+/// Folds a prefetched block into the inputs' finiteness probe (the zeros
+/// past the sequence's end are finite).
+template <class Pack, int D, int G>
+__device__ __forceinline__ void fold_steps(const typename Pack::packed (&buf)[D][G], typename Pack::probe& probe) {
+#pragma unroll
+  for (int i = 0; i < D; ++i)
+#pragma unroll
+    for (int g = 0; g < G; ++g) Pack::fold(buf[i][g], probe);
+}
+
+/// The finiteness probe of a thread's inputs (LanePack::fold).
+template <class S, int V>
+using InputProbe = typename LanePack<typename std::remove_const<S>::type, V>::probe;
+
 /// One step of step_range for the V lanes of a thread (lane v's state at
 /// a + v * K): true once the corrected trajectories `a` have all merged with
 /// `b` (Correct); otherwise writes the states (Write). A lane that merged
@@ -64,8 +74,8 @@ __device__ __forceinline__ void unpack_steps(const typename Pack::packed (&buf)[
 /// it writes again are the same bits.
 template <class Cell, class Pack, class S, class R, int V, int PP, bool Correct, bool Write>
 __device__ __forceinline__ bool one_step(const R (&in)[V][cell_traits<Cell>::G], const R (&p)[V][PP], R* a, R* b,
-                                         R& probe, S*& out, index_t out_st, index_t out_sc) {
-  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
+                                         S*& out, index_t out_st, index_t out_sc) {
+  constexpr int K = cell_traits<Cell>::K;
   R nx[V * K];
 #pragma unroll
   for (int v = 0; v < V; ++v) cell_step<Cell>(a + v * K, in[v], p[v], nx + v * K);
@@ -76,11 +86,6 @@ __device__ __forceinline__ bool one_step(const R (&in)[V][cell_traits<Cell>::G],
     if (same_bits<V * K>(nx, nb)) return true;
 #pragma unroll
     for (int k = 0; k < V * K; ++k) b[k] = nb[k];
-  } else {
-#pragma unroll
-    for (int v = 0; v < V; ++v)
-#pragma unroll
-      for (int g = 0; g < G; ++g) probe = fold_finite(in[v][g], probe);
   }
 #pragma unroll
   for (int k = 0; k < V * K; ++k) a[k] = nx[k];
@@ -99,7 +104,7 @@ __device__ __forceinline__ bool one_step(const R (&in)[V][cell_traits<Cell>::G],
 
 /// Steps the V lanes' states `a` over t in [t0, t1), writing them when
 /// Write, with the inputs prefetched D steps ahead. Pass 1 (Correct = false)
-/// also folds the inputs into `probe` (0 * x is NaN exactly for inf/NaN x).
+/// also folds the inputs into `probe` (LanePack::fold).
 /// Correction (Correct = true) steps `b`, the trajectories whose states are
 /// already written, beside `a` and returns true at the first step where all
 /// agree bitwise: every later state is then already in memory.
@@ -111,7 +116,7 @@ __device__ __forceinline__ bool one_step(const R (&in)[V][cell_traits<Cell>::G],
 template <class Cell, class S, class R, int D, int V, int PP, bool Correct, bool Write>
 __device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const LanePtr<S>& st,
                                            const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b,
-                                           R& probe) {
+                                           InputProbe<S, V>& probe) {
   constexpr int G = cell_traits<Cell>::G;
   using SS = typename std::remove_const<S>::type;
   using Pack = LanePack<SS, V>;
@@ -126,20 +131,21 @@ __device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const Lane
     next += D * u.st;
     R cur[D][V][G];
     unpack_steps<Pack>(buf, cur);
+    if (!Correct) fold_steps<Pack>(buf, probe);
     if (blk + 1 < full)
       load_steps<Pack>(buf, next, u.st, u.sc, D);
     else if (rest > 0)
       load_steps<Pack>(buf, next, u.st, u.sc, rest);
 #pragma unroll
     for (int i = 0; i < D; ++i)
-      if (one_step<Cell, Pack, SS, R, V, PP, Correct, Write>(cur[i], p, a, b, probe, out, st.st, st.sc))
-        return true;
+      if (one_step<Cell, Pack, SS, R, V, PP, Correct, Write>(cur[i], p, a, b, out, st.st, st.sc)) return true;
   }
   R cur[D][V][G];
   unpack_steps<Pack>(buf, cur);
+  if (!Correct) fold_steps<Pack>(buf, probe);
 #pragma unroll
   for (int i = 0; i < D - 1; ++i)
-    if (i < rest && one_step<Cell, Pack, SS, R, V, PP, Correct, Write>(cur[i], p, a, b, probe, out, st.st, st.sc))
+    if (i < rest && one_step<Cell, Pack, SS, R, V, PP, Correct, Write>(cur[i], p, a, b, out, st.st, st.sc))
       return true;
   return false;
 }
@@ -154,7 +160,8 @@ __device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const Lane
 template <class Cell, class S, class R, int PP, bool Correct, bool Write, class Stage>
 __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& st,
                                                   const R (&p)[Stage::lanes_per_thread][PP], index_t t0, index_t t1,
-                                                  R* a, R* b, R& probe, bool live) {
+                                                  R* a, R* b, InputProbe<S, Stage::lanes_per_thread>& probe,
+                                                  bool live) {
   constexpr int G = cell_traits<Cell>::G;
   constexpr int D = Stage::steps, V = Stage::lanes_per_thread, NS = Stage::stages;
   using Pack = LanePack<S, V>;
@@ -188,11 +195,13 @@ __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& s
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         R lanes[V];
-        Pack::unpack(*reinterpret_cast<const packed*>(sg.at(stage, i, g)), lanes);
+        const packed x = *reinterpret_cast<const packed*>(sg.at(stage, i, g));
+        if (!Correct) Pack::fold(x, probe);
+        Pack::unpack(x, lanes);
 #pragma unroll
         for (int v = 0; v < V; ++v) cur[v][g] = lanes[v];
       }
-      return one_step<Cell, Pack, S, R, V, PP, Correct, Write>(cur, p, a, b, probe, out, st.st, st.sc);
+      return one_step<Cell, Pack, S, R, V, PP, Correct, Write>(cur, p, a, b, out, st.st, st.sc);
     };
     if (live) {
       const int len = k < full ? D : rest;
@@ -243,8 +252,8 @@ __device__ __forceinline__ Stage make_stage(unsigned char* smem, const View<cons
 /// true where !live.
 template <class Cell, class S, class R, int D, int V, int PP, bool Correct, bool Write, class Stage>
 __device__ __forceinline__ bool run_range(Stage& sg, const LanePtr<const S>& u, const LanePtr<S>& st,
-                                          const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b, R& probe,
-                                          bool live) {
+                                          const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b,
+                                          InputProbe<S, V>& probe, bool live) {
 #if FLASHRNN_CUDA_STAGING
   if constexpr (!std::is_same<Stage, NoStage>::value) {
     return step_range_staged<Cell, S, R, PP, Correct, Write>(sg, st, p, t0, t1, a, b, probe, live);
@@ -302,7 +311,7 @@ __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential
   const LanePtr<const S> u(a.u, b, j);
   const LanePtr<S> st(a.states, b, j);
   R p[V][PP], s[VK], start[VK];
-  R probe = R(0);
+  R probe = R(0);  // p and s0; the inputs fold into u_probe
   if (active) {
 #pragma unroll
     for (int v = 0; v < V; ++v)
@@ -334,17 +343,18 @@ __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential
 #pragma unroll
       for (int k = 0; k < K; ++k) s[v * K + k] = active && tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
     }
-    R unused = R(0);
+    InputProbe<S, V> unused = LanePack<S, V>::probe_zero();
     run_range<Cell, S, R, D, V, PP, false, false>(sg, u, st, p, tb, t0, s, nullptr, unused, active);
 #pragma unroll
     for (int k = 0; k < VK; ++k) start[k] = s[k];
   }
-  run_range<Cell, S, R, D, V, PP, false, Write>(sg, u, st, p, t0, t1, s, nullptr, probe, active);
+  InputProbe<S, V> u_probe = LanePack<S, V>::probe_zero();
+  run_range<Cell, S, R, D, V, PP, false, Write>(sg, u, st, p, t0, t1, s, nullptr, u_probe, active);
   if (C > 1)
     correction_rounds<VK, true, staged>(reinterpret_cast<R*>(sequential_smem), c, C, active, s, start,
                                         [&](R (&fresh)[VK], R (&old)[VK], bool needs) {
                                           return run_range<Cell, S, R, D, V, PP, true, Write>(
-                                              sg, u, st, p, t0, t1, fresh, old, probe, needs);
+                                              sg, u, st, p, t0, t1, fresh, old, u_probe, needs);
                                         });
   if (!active) return;
   if (c == C - 1 && a.final_state.data) {
@@ -355,7 +365,7 @@ __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential
       for (int k = 0; k < K; ++k) store_r(fs.at(0, k), s[v * K + k]);
     }
   }
-  if (!finite(probe) && a.rep) a.rep->input_nonfinite = 1;
+  if (!(finite(probe) && LanePack<S, V>::finite(u_probe)) && a.rep) a.rep->input_nonfinite = 1;
 }
 
 }  // namespace detail

@@ -14,7 +14,8 @@
 // the cells and types it leaves out: ParaGRU/ParaLSTM fp64, DiagTanh
 // fp32/bf16, HeadTanh4 fp32/bf16/fp64), "staged" (registers against inputs
 // staged in shared memory), "miss" (staged at the issue's bf16 miss), "fit"
-// (staged, bf16, segment counts 1-16 and lanes 8192-65536) or
+// (staged, bf16, segment counts 1-16 and lanes 8192-65536), "burn" (burn-in
+// lengths at the miss) or
 // "profile" (one launch each of five shapes, for ncu --kernel-name
 // regex:sequential_forward; "profile-miss": the issue's bf16 miss only).
 #include <cstdio>
@@ -381,6 +382,55 @@ void miss() {
   miss_shape<cells::DiagTanh, __nv_bfloat16>("bf16", 1024, 2048, peak);
 }
 
+/// Burn-in lengths: what a longer start guess saves in correction (double
+/// steps with writes) against what it costs in steps. At the issue's bf16
+/// miss for the staged launches the rule and the fit pick (V2 C12, V1 C8,
+/// V2 C8); elsewhere the tuned launch (`full` false).
+template <class Cell, class S>
+void burn_shape(const char* dtype, int H, long T, double peak, bool full) {
+  Problem<Cell, S> pr(H, T);
+  SolverOptions o = timing_options();
+  o.mode = Mode::sequential;
+  std::printf("%-8s %s lanes=%-6ld T=%-6ld", Cell::name, dtype, static_cast<long>(index_t(pr.B) * H), T);
+  const int launches[][3] = {{0, 0, 0}, {2, 12, 2}, {1, 8, 2}, {2, 8, 2}};  // V, C, staged; 0 = tuned
+  for (const auto& l : launches) {
+    if (!full && l[0] != 0) break;
+    if (l[0] == 0)
+      std::printf("  tuned");
+    else
+      std::printf("  V%dC%d", l[0], l[1]);
+    for (int burn : {0, 16, 24, 32, 40, 48, 56, 64, 80, 96}) {
+      auto launch = [&] {
+        cuda::detail::forward_async_with<Cell, S>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr,
+                                                  {l[1], burn, l[0], l[2]}, nullptr);
+      };
+      const float ms = median_ms(launch);
+      std::printf(" b%d %.4f (%4.1f%%)", burn, ms, 100.0 * pr.gigabytes() / (ms * 1e-3) / peak);
+    }
+  }
+  std::printf("\n");
+}
+
+void burn() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (long T : {2048L, 8192L}) {
+    burn_shape<cells::ParaGRU, __nv_bfloat16>("bf16", 1024, T, peak, true);
+    burn_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", 1024, T, peak, true);
+  }
+  for (int H : {256, 4096})
+    for (long T : {512L, 2048L}) {
+      burn_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak, false);
+      burn_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak, false);
+    }
+  for (int H : {1024, 4096})
+    for (long T : {512L, 2048L}) {
+      burn_shape<cells::ParaGRU, float>("fp32", H, T, peak, false);
+      burn_shape<cells::ParaLSTM, float>("fp32", H, T, peak, false);
+    }
+}
+
 /// Staged launches over every segment count 1-16 worth trying, one and two
 /// lanes a thread, lanes 8192-65536, T 2048 / 8192: the data behind the
 /// staged segment and pairs rule.
@@ -479,5 +529,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "staged")) return xb::staged(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "miss")) return xb::miss(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "fit")) return xb::fit(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "burn")) return xb::burn(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

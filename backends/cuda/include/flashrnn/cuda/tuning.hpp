@@ -43,12 +43,16 @@ constexpr index_t min_segment_steps = 64;
 /// before its start, from zero and without writing, to guess its start state.
 /// A contracting cell forgets the zero within tens of steps, so the guess is
 /// mostly already exact and the segment skips its correction pass (which
-/// steps two trajectories side by side until they merge). Measured on an
-/// NVIDIA H200 (perf/cuda/experiments/segments.cu, burn-in 16/32/64/128 at
-/// the tuned segment count; perf/README.md): 32 is best or within 2 % of it
-/// at T >= 2048, up to 10 % faster than none (ParaLSTM fp32, 8192 lanes);
-/// 128 costs up to 20 % at T = 512.
-constexpr int sequential_burn_in = 32;
+/// steps two trajectories side by side, writing, until they merge; a warp
+/// waits for its slowest lane). Measured on an NVIDIA H200 (segments.cu
+/// burn, 0-96 steps, tuned launches; perf/README.md): 40-56 is best at
+/// nearly every shape; 48 is 2-4 % faster than the former 32 at the
+/// issue's bf16 8192 x 2048 and up to 3 % slower only at ParaLSTM fp32,
+/// 32768 lanes, T = 512.
+constexpr int sequential_burn_in = 48;
+/// The backward's sequential adjoint keeps the 32 measured with the forward's
+/// earlier sweep (its burn-in was not swept again).
+constexpr int sequential_backward_burn_in = 32;
 
 /// Threads x segments that fill an H100/H200 for the sequential kernels'
 /// light steps: ~16 warps on each SM.
