@@ -14,8 +14,8 @@
 // the cells and types it leaves out: ParaGRU/ParaLSTM fp64, DiagTanh
 // fp32/bf16, HeadTanh4 fp32/bf16/fp64), "staged" (registers against inputs
 // staged in shared memory), "miss" (staged at the issue's bf16 miss), "fit"
-// (staged, bf16, segment counts 1-16 and lanes 8192-65536), "burn" (burn-in
-// lengths at the miss) or
+// (staged, bf16, segment counts 1-16 and lanes 8192-65536; "fit-fine":
+// lane pairs, every count 2-16), "burn" (burn-in lengths) or
 // "profile" (one launch each of five shapes, for ncu --kernel-name
 // regex:sequential_forward; "profile-miss": the issue's bf16 miss only).
 #include <cstdio>
@@ -435,15 +435,18 @@ void burn() {
 /// lanes a thread, lanes 8192-65536, T 2048 / 8192: the data behind the
 /// staged segment and pairs rule.
 template <class Cell>
-void fit_shape(int H, long T, double peak) {
+void fit_shape(int H, long T, double peak, bool fine) {
   Problem<Cell, __nv_bfloat16> pr(H, T);
   SolverOptions o = timing_options();
   o.mode = Mode::sequential;
   std::printf("%-8s bf16 lanes=%-6ld T=%-6ld", Cell::name, static_cast<long>(index_t(pr.B) * H), T);
   float best = 1e30f;
+  const std::vector<int> counts =
+      fine ? std::vector<int>{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16} : std::vector<int>{1, 2, 3, 4, 6, 8, 12, 16};
   for (int V : {1, 2}) {
+    if (fine && V == 1) continue;  // pairs only: the rule's launch
     std::printf("  V%d", V);
-    for (int C : {1, 2, 3, 4, 6, 8, 12, 16}) {
+    for (int C : counts) {
       auto launch = [&] {
         cuda::detail::forward_async_with<Cell, __nv_bfloat16>(pr.uv(), pr.pv(), {}, pr.sv(), {}, o, nullptr,
                                                               {C, -1, V, 2}, nullptr);
@@ -465,14 +468,14 @@ void fit_shape(int H, long T, double peak) {
   CK(cudaDeviceSynchronize());
 }
 
-void fit() {
+void fit(bool fine) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const double peak = copy_gbs();
   std::printf("device-to-device copy: %.0f GB/s\n", peak);
   for (int H : {1024, 2048, 4096, 8192})
     for (long T : {2048L, 8192L}) {
-      fit_shape<cells::ParaGRU>(H, T, peak);
-      fit_shape<cells::ParaLSTM>(H, T, peak);
+      fit_shape<cells::ParaGRU>(H, T, peak, fine);
+      fit_shape<cells::ParaLSTM>(H, T, peak, fine);
     }
 }
 
@@ -528,7 +531,8 @@ int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "pairs-issue")) return xb::pairs(true), 0;
   if (argc > 1 && !std::strcmp(argv[1], "staged")) return xb::staged(), 0;
   if (argc > 1 && !std::strcmp(argv[1], "miss")) return xb::miss(), 0;
-  if (argc > 1 && !std::strcmp(argv[1], "fit")) return xb::fit(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "fit")) return xb::fit(false), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "fit-fine")) return xb::fit(true), 0;
   if (argc > 1 && !std::strcmp(argv[1], "burn")) return xb::burn(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

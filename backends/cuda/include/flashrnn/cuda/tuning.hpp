@@ -170,7 +170,7 @@ inline int lanes_per_block(index_t lanes) {
 }
 
 /// Mode::automatic: the segmented sequential kernel at every shape. It reads
-/// u once, does no more arithmetic than stepping (plus a 32-step burn-in per
+/// u once, does no more arithmetic than stepping (plus a 48-step burn-in per
 /// segment), and is bitwise exact; chunked Newton reads u once too but does
 /// 4-7x the arithmetic. Measured on an NVIDIA H200 after the burn-in and
 /// 16-bit activation changes (perf/cuda/experiments/segments.cu, B = 8,
