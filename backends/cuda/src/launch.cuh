@@ -212,7 +212,9 @@ void launch_sequential_kernel(const FwdArgs<S, R>& a, int segments, cudaStream_t
   const index_t threads = (a.lanes + V - 1) / V;
   const index_t blocks = (threads + lt - 1) / lt;
   std::size_t smem = segment_ends_bytes<R>(segments, lt, V * K);
-  if constexpr (staged) smem += static_cast<std::size_t>(lt * segments / 32) * Stage::warp_bytes();
+#if FLASHRNN_CUDA_STAGING
+  if constexpr (staged) smem = staged_block_bytes<Cell, S, V>(segments);  // the same lt
+#endif
   constexpr int D = V == 2 ? tuning::sequential_prefetch_pairs : tuning::sequential_prefetch;
   // Writing the states or not is compiled in (a per-step check costs two
   // instructions of a ParaGRU step's ~54).

@@ -38,19 +38,25 @@ __device__ __forceinline__ void load_steps(typename Pack::packed (&buf)[D][G], c
     for (int g = 0; g < G; ++g) buf[i][g] = i < count ? Pack::load(src + i * st + g * sc) : Pack::zero();
 }
 
+/// Converts one step's packed inputs to the compute type: cur[v][g] is input
+/// g of lane v.
+template <class Pack, class R, int V, int G>
+__device__ __forceinline__ void unpack_step(const typename Pack::packed (&x)[G], R (&cur)[V][G]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    R lanes[V];
+    Pack::unpack(x[g], lanes);
+#pragma unroll
+    for (int v = 0; v < V; ++v) cur[v][g] = lanes[v];
+  }
+}
+
 /// Converts a prefetched block to the compute type: cur[i][v][g] is input g
 /// of lane v at step i.
 template <class Pack, class R, int D, int V, int G>
 __device__ __forceinline__ void unpack_steps(const typename Pack::packed (&buf)[D][G], R (&cur)[D][V][G]) {
 #pragma unroll
-  for (int i = 0; i < D; ++i)
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      R lanes[V];
-      Pack::unpack(buf[i][g], lanes);
-#pragma unroll
-      for (int v = 0; v < V; ++v) cur[i][v][g] = lanes[v];
-    }
+  for (int i = 0; i < D; ++i) unpack_step<Pack>(buf[i], cur[i]);
 }
 
 /// Folds a prefetched block into the inputs' finiteness probe (the zeros
@@ -193,7 +199,7 @@ __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& s
     auto step = [&](int i) {
       R cur[V][G];
 #pragma unroll
-      for (int g = 0; g < G; ++g) {
+      for (int g = 0; g < G; ++g) {  // load, check and convert input g (unpack_step, interleaved)
         R lanes[V];
         const packed x = *reinterpret_cast<const packed*>(sg.at(stage, i, g));
         if (!Correct) Pack::fold(x, probe);

@@ -441,8 +441,8 @@ void fit_shape(int H, long T, double peak, bool fine) {
   o.mode = Mode::sequential;
   std::printf("%-8s bf16 lanes=%-6ld T=%-6ld", Cell::name, static_cast<long>(index_t(pr.B) * H), T);
   float best = 1e30f;
-  const std::vector<int> counts =
-      fine ? std::vector<int>{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16} : std::vector<int>{1, 2, 3, 4, 6, 8, 12, 16};
+  std::vector<int> counts{1, 2, 3, 4, 6, 8, 12, 16};
+  if (fine) counts = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   for (int V : {1, 2}) {
     if (fine && V == 1) continue;  // pairs only: the rule's launch
     std::printf("  V%d", V);
