@@ -95,6 +95,29 @@ __device__ __forceinline__ void unpack_pair(__half2 x, float* r) {
   r[1] = f.y;
 }
 
+/// +0 in both halves of a pair, a constant (no conversion).
+template <class P2>
+__device__ __forceinline__ P2 zero_pair() {
+  const unsigned bits = 0;
+  P2 z;
+  memcpy(&z, &bits, sizeof z);
+  return z;
+}
+
+/// probe + 0 * x in each half of a pair: one packed FMA where the hardware
+/// has it (f16x2 everywhere; bf16x2 from sm_80), else in float (sm_75, HIP).
+__device__ __forceinline__ __half2 fold_pair(__half2 x, __half2 probe) {
+  return __hfma2(x, zero_pair<__half2>(), probe);
+}
+__device__ __forceinline__ __nv_bfloat162 fold_pair(__nv_bfloat162 x, __nv_bfloat162 probe) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __hfma2(x, zero_pair<__nv_bfloat162>(), probe);
+#else
+  const float2 fx = to_float2(x), fp = to_float2(probe);
+  return round_pair<__nv_bfloat162>(fold_finite(fx.x, fp.x), fold_finite(fx.y, fp.y));
+#endif
+}
+
 template <class S, class P2>
 struct LanePack16x2 {
   using packed = P2;
@@ -103,15 +126,10 @@ struct LanePack16x2 {
   __device__ static void store(S* p, const float* r) {
     *reinterpret_cast<packed*>(p) = round_pair<P2>(r[0], r[1]);
   }
-  __device__ static packed zero() {  // +0 in both halves, a constant (no conversion)
-    const unsigned bits = 0;
-    packed z;
-    memcpy(&z, &bits, sizeof z);
-    return z;
-  }
+  __device__ static packed zero() { return zero_pair<P2>(); }
   using probe = P2;
   __device__ static probe probe_zero() { return zero(); }
-  __device__ static void fold(packed x, probe& p) { p = __hfma2(x, zero(), p); }
+  __device__ static void fold(packed x, probe& p) { p = fold_pair(x, p); }
   __device__ static bool finite(probe p) {
     const float2 f = to_float2(p);
     return detail::finite(f.x) && detail::finite(f.y);

@@ -21,9 +21,3 @@ __host__ __device__ inline float2 __bfloat1622float2(__nv_bfloat162 v) {
 __host__ __device__ inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
   return __nv_bfloat162{hip_bfloat16(a), hip_bfloat16(b)};
 }
-// a * b + c per half, in float then rounded (the lane pairs' finiteness
-// probe: 0 * inf and NaN stay NaN).
-__host__ __device__ inline __nv_bfloat162 __hfma2(__nv_bfloat162 a, __nv_bfloat162 b, __nv_bfloat162 c) {
-  return __floats2bfloat162_rn(fmaf(static_cast<float>(a.x), static_cast<float>(b.x), static_cast<float>(c.x)),
-                               fmaf(static_cast<float>(a.y), static_cast<float>(b.y), static_cast<float>(c.y)));
-}
