@@ -20,6 +20,7 @@
 #include "flashrnn/cuda/api.hpp"
 #include "flashrnn/cuda/tuning.hpp"
 #include "flashrnn/flashrnn.hpp"
+#include "segment_range.hpp"
 
 namespace {
 using namespace flashrnn;
@@ -380,7 +381,64 @@ void check_staged_small() {
         INFO(Cell::name << " bytes/value " << sizeof(S) << " segments=" << C << " lanes/thread=" << V
                         << " burn_in=" << burn_in);
         CHECK(prob.solve({C, burn_in, V, 2}) == whole);
+        // The start guess's shortcuts all off, and all on (the whole burn-in rough).
+        CHECK(prob.solve({C, burn_in, V, 2, 0, 0, 0}) == whole);
+        CHECK(prob.solve({C, burn_in, V, 2, 1000, 1, 1}) == whole);
       }
+}
+
+/// The start guess's shortcuts change no bit: rough burn-in steps (none,
+/// some, more than the burn-in), segments of equal length or equal work,
+/// and deferred copies, each forced on and off, staged and in registers,
+/// against one thread stepping each lane. Half-warp segments (9 and 16) run
+/// a balanced cut's ranges one after the other in a warp.
+template <class Cell, class S>
+void check_guess_shortcuts(Inputs inputs = Inputs::random) {
+  for (index_t T : {100, 1000}) {
+    Problem<Cell, S> prob(2, T, 64, inputs, static_cast<unsigned>(T + 17));
+    const auto whole = prob.solve({1, -1, 1, 1});
+    const bool pairs = pairs_allowed<Cell, S>(64);
+    for (int C : {3, 12, 16})
+      for (int burn_in : {-1, 5, 400})
+        for (int rough : {0, 16, 1000})
+          for (int balanced : {0, 1})
+            for (int defer : {0, 1})
+              for (int V : {1, 2})
+                for (int staged : {1, 2}) {
+                  if (V == 2 && !pairs) continue;
+                  if (staged == 1 && (rough != 16 || defer != 1)) continue;  // registers: neither applies
+                  if (staged == 2 && !staging_allowed<Cell, S>(64, C, V)) continue;
+                  INFO(Cell::name << " bytes/value " << sizeof(S) << " T=" << T << " segments=" << C
+                                  << " burn_in=" << burn_in << " rough=" << rough << " balanced=" << balanced
+                                  << " defer=" << defer << " lanes/thread=" << V << " staged=" << staged);
+                  CHECK(prob.solve({C, burn_in, V, staged, rough, balanced, defer}) == whole);
+                }
+  }
+}
+
+// Tagged [guess], not [segments]: too many launches for the
+// compute-sanitizer runs; check_staged_small covers the shortcuts there.
+TEST_CASE("cuda sequential forward: rough burn-in, equal-work segments and deferred copies change no bit",
+          "[cuda][forward][guess]") {
+  check_guess_shortcuts<cells::ParaGRU, __nv_bfloat16>();
+  check_guess_shortcuts<cells::ParaGRU, __half>();
+  check_guess_shortcuts<cells::ParaGRU, float>();
+  check_guess_shortcuts<cells::ParaLSTM, __nv_bfloat16>();
+  check_guess_shortcuts<cells::ParaLSTM, float>();
+  check_guess_shortcuts<cells::DiagTanh, __nv_bfloat16>();
+  check_guess_shortcuts<cells::HeadTanh4, __nv_bfloat16>();  // a dense cell stepped with RoughFloat
+  // Slow merges (corrections cut short) and no merge at all (every round).
+  check_guess_shortcuts<cells::ParaGRU, __nv_bfloat16>(Inputs::slow);
+  check_guess_shortcuts<cells::ParaGRU, __nv_bfloat16>(Inputs::hold);
+}
+
+TEST_CASE("cuda sequential forward rejects bad guess options", "[cuda][forward][segments][errors]") {
+  Problem<cells::ParaGRU, __nv_bfloat16> prob(1, 10, 64, Inputs::random, 3);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, 0, -2}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, 0, -1, 2}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, 0, -1, -2}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, 0, -1, -1, 2}), InvalidArgument);
+  CHECK_THROWS_AS(prob.solve({2, -1, 0, 0, -1, -1, -2}), InvalidArgument);
 }
 
 TEST_CASE("cuda staged forward, odd segment counts and pairs, same bits (small shapes)",
@@ -468,4 +526,54 @@ TEST_CASE("cuda sequential mode picks segments only where lanes are few", "[cuda
   CHECK(sequential_lanes_per_thread(8192, 1 << 16) == 2);
   CHECK(sequential_lanes_per_thread(32768, 2048) == 2);
   CHECK(sequential_lanes_per_thread(1 << 20, 600) == 2);
+}
+
+// Host code only ([host]): runs in CI without a GPU too (cuda_test_main.cpp).
+TEST_CASE("cuda segments tile the sequence and share the burn-in's work", "[cuda][segments][host]") {
+  using cuda::detail::segment_range;
+  for (int grain : {1, 8})
+    for (index_t T : {1, 2, 7, 47, 48, 49, 100, 513, 2048, 8192, 1 << 20})
+      for (int C = 1; C <= cuda::tuning::max_sequential_segments; ++C)
+        for (int burn : {0, 1, 32, 48, 1000}) {
+          CAPTURE(grain, T, C, burn);
+          index_t next = 0, most = 0, least = T + burn, last = 0;
+          for (int c = 0; c < C; ++c) {
+            const auto r = segment_range(c, C, T, burn, grain);
+            REQUIRE(r.t0 == next);  // in order, no gap, no overlap
+            REQUIRE(r.t1 >= r.t0);
+            next = r.t1;
+            // Whole blocks of the grain, but where a range stops at T.
+            if (r.t1 < T) CHECK((r.t1 - r.t0) % grain == 0);
+            // Steps a segment takes: its range plus the burn-in that fits before it.
+            const index_t work = r.t1 - r.t0 + (c > 0 ? std::min<index_t>(burn, r.t0) : 0);
+            if (c == C - 1) {
+              last = work;
+            } else {
+              least = std::min(least, work);
+              most = std::max(most, work);
+            }
+          }
+          REQUIRE(next == T);
+          // Where every range is longer than the burn-in the work is equal
+          // but for rounding to the grain; the last segment takes no more.
+          if (C > 1 && T >= static_cast<index_t>(4) * C * (burn + C + grain)) {
+            CHECK(most - least <= grain);
+            CHECK(last <= most);
+          }
+        }
+  // The issue's miss: 2048 steps, 12 segments, burn-in 48, blocks of 8 steps:
+  // 216 steps for the first segment (no burn-in), 168 + 48 for the others
+  // but the last (152 + 48).
+  CHECK(segment_range(0, 12, 2048, 48, 8).t1 == 216);
+  CHECK(segment_range(1, 12, 2048, 48, 8).t0 == 216);
+  CHECK(segment_range(1, 12, 2048, 48, 8).t1 == 216 + 168);
+  CHECK(segment_range(11, 12, 2048, 48, 8).t0 == 2048 - 152);
+  // No burn-in, grain 1: the equal lengths ceil(T / C), the last shorter
+  // (9 = 3 + 3 + 3 + 0, not 3 + 2 + 2 + 2).
+  for (int c = 0; c < 4; ++c) CHECK(segment_range(c, 4, 9, 0, 1).t0 == std::min(9, 3 * c));
+  for (int c = 0; c < 12; ++c) {
+    CHECK(segment_range(c, 12, 2048, 0, 1).t0 == std::min<index_t>(2048, c * 171));
+    CHECK(segment_range(c, 12, 2048, 0, 1).t1 == std::min<index_t>(2048, (c + 1) * 171));
+  }
+  CHECK(segment_range(0, 1, 2048, 48, 8).t1 == 2048);
 }

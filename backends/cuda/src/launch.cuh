@@ -126,14 +126,28 @@ inline BlockShape block_shape(index_t lanes, index_t T, int L, const char* where
   return s;
 }
 
-/// The forced segment count and burn-in of the sequential kernels (test and
-/// benchmark hooks): 0..max segments (0 = tuned), burn-in >= -1 (-1 = tuned).
+/// A forced launch choice of the sequential kernels (test and benchmark
+/// hooks) within [lo, hi]; `expected` says what is.
+inline void check_override(const char* where, const char* name, int value, int lo, int hi, const std::string& expected) {
+  if (value < lo || value > hi) flashrnn::detail::fail_argument(where, name, expected, value);
+}
+
+/// The forced segment count and burn-in of the sequential kernels: 0..max
+/// segments (0 = tuned), burn-in >= -1 (-1 = tuned).
 inline void check_segment_overrides(const char* where, int segments, int burn_in) {
-  if (segments < 0 || segments > tuning::max_sequential_segments)
-    flashrnn::detail::fail_argument(where, "segments",
-                                    flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments),
-                                    segments);
-  if (burn_in < -1) flashrnn::detail::fail_argument(where, "burn_in", ">= 0 (or -1: tuned)", burn_in);
+  check_override(where, "segments", segments, 0, tuning::max_sequential_segments,
+                 flashrnn::detail::concat("0 (tuned) to ", tuning::max_sequential_segments));
+  check_override(where, "burn_in", burn_in, -1, INT_MAX, ">= 0 (or -1: tuned)");
+}
+
+/// Every forced choice of the sequential forward (SequentialOverrides).
+inline void check_forward_overrides(const char* where, const SequentialOverrides& forced) {
+  check_segment_overrides(where, forced.segments, forced.burn_in);
+  check_override(where, "lanes_per_thread", forced.lanes_per_thread, 0, 2, "0 (tuned), 1 or 2");
+  check_override(where, "staged", forced.staged, 0, 2, "0 (tuned), 1 (registers) or 2 (shared memory)");
+  check_override(where, "rough_burn_in", forced.rough_burn_in, -1, INT_MAX, ">= 0 (or -1: tuned)");
+  check_override(where, "balanced", forced.balanced, -1, 1, "0, 1 or -1 (tuned)");
+  check_override(where, "defer_copies", forced.defer_copies, -1, 1, "0, 1 or -1 (tuned)");
 }
 
 /// Whether V = 2 lanes a thread can read or write `v` with one access each:
@@ -203,12 +217,14 @@ constexpr bool staging_compiled() {
 #endif
 
 template <class Cell, class S, class R, int V, class Stage>
-void launch_sequential_kernel(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
+void launch_sequential_kernel(FwdArgs<S, R> a, int segments, cudaStream_t stream) {
   constexpr int K = cell_traits<Cell>::K;
   constexpr bool staged = !std::is_same<Stage, NoStage>::value;
   // Staged, a segment's lanes are always a whole warp (blocks of up to 512
   // threads: the kernel needs ~64 registers).
   const int lt = staged && segments > 1 ? 32 : sequential_block_lanes(segments);
+  // Segments of equal work where a warp steps one segment (segment_range.hpp).
+  if (a.balanced_segments < 0) a.balanced_segments = lt >= 32;
   const index_t threads = (a.lanes + V - 1) / V;
   const index_t blocks = (threads + lt - 1) / lt;
   std::size_t smem = segment_ends_bytes<R>(segments, lt, V * K);
@@ -309,11 +325,7 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
   SolverOptions chk = options;
   chk.check_finite = false;  // device data: checked inside the kernels instead
   flashrnn::detail::check_forward_args<Cell, S>(where, u, p, s0, states, final_state, chk);
-  detail::check_segment_overrides(where, forced.segments, forced.burn_in);
-  if (forced.lanes_per_thread < 0 || forced.lanes_per_thread > 2)
-    flashrnn::detail::fail_argument(where, "lanes_per_thread", "0 (tuned), 1 or 2", forced.lanes_per_thread);
-  if (forced.staged < 0 || forced.staged > 2)
-    flashrnn::detail::fail_argument(where, "staged", "0 (tuned), 1 (registers) or 2 (shared memory)", forced.staged);
+  detail::check_forward_overrides(where, forced);
   detail::check_device(where, "u", u);
   detail::check_device(where, "p", p);
   detail::check_device(where, "s0", s0);
@@ -346,6 +358,9 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
     // Segments forced by the caller, else by the options, else tuned.
     const int want_segments = forced.segments > 0 ? forced.segments : options.sequential_segments;
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
+    a.rough_burn_in = forced.rough_burn_in >= 0 ? forced.rough_burn_in : tuning::sequential_rough_burn_in;
+    a.balanced_segments = forced.balanced;  // -1: launch_sequential_kernel's rule
+    a.defer_copies = forced.defer_copies >= 0 ? forced.defer_copies : tuning::sequential_defer_copies;
     // Where tuning stages the inputs in shared memory, lane pairs with their
     // own segment count, if pairs and staging fit and nothing forces another
     // choice; otherwise one or two lanes a thread by their rule, then inputs

@@ -16,11 +16,16 @@
 // plus the burn-in and the merge. A segment that does not merge changes its
 // end state and its successor is corrected again in the next round; after
 // C - 1 rounds every start is exact. The result is bitwise that of stepping
-// the whole sequence in one thread, whatever the cell does.
+// the whole sequence in one thread, whatever the cell does. So the guess may
+// be cheap: the staged kernel steps the burn-in's first blocks with rough
+// activations (rough_float.cuh), and where a warp steps one segment the first
+// segment is longer by the others' burn-in (segment_range.hpp).
 #pragma once
 #include "input_stage.cuh"
 #include "kernels.cuh"
 #include "lane_pack.cuh"
+#include "rough_float.cuh"
+#include "segment_range.hpp"
 #include "segment_rounds.cuh"
 
 namespace flashrnn {
@@ -73,18 +78,42 @@ __device__ __forceinline__ void fold_steps(const typename Pack::packed (&buf)[D]
 template <class S, int V>
 using InputProbe = typename LanePack<typename std::remove_const<S>::type, V>::probe;
 
+/// The cell's step with rough activations (rough_float.cuh), in float.
+template <class Cell, int PP>
+__device__ __forceinline__ void rough_cell_step(const float* s, const float* u, const float (&p)[PP],
+                                                float* s_next) {
+  constexpr int K = cell_traits<Cell>::K, G = cell_traits<Cell>::G;
+  RoughFloat rs[K], ru[G], rp[PP], rn[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) rs[k] = s[k];
+#pragma unroll
+  for (int g = 0; g < G; ++g) ru[g] = u[g];
+#pragma unroll
+  for (int q = 0; q < PP; ++q) rp[q] = p[q];
+  cell_step<Cell>(rs, ru, rp, rn);
+#pragma unroll
+  for (int k = 0; k < K; ++k) s_next[k] = rn[k].v;
+}
+
 /// One step of step_range for the V lanes of a thread (lane v's state at
 /// a + v * K): true once the corrected trajectories `a` have all merged with
 /// `b` (Correct); otherwise writes the states (Write). A lane that merged
 /// before the others keeps stepping: its a and b stay equal, and the states
-/// it writes again are the same bits.
-template <class Cell, class Pack, class S, class R, int V, int PP, bool Correct, bool Write>
+/// it writes again are the same bits. Rough: with rough activations (a
+/// burn-in's first steps; 16-bit storage, neither Correct nor Write).
+template <class Cell, class Pack, class S, class R, int V, int PP, bool Correct, bool Write, bool Rough = false>
 __device__ __forceinline__ bool one_step(const R (&in)[V][cell_traits<Cell>::G], const R (&p)[V][PP], R* a, R* b,
                                          S*& out, index_t out_st, index_t out_sc) {
   constexpr int K = cell_traits<Cell>::K;
+  static_assert(!Rough || (!Correct && !Write), "rough steps only guess a start");
   R nx[V * K];
 #pragma unroll
-  for (int v = 0; v < V; ++v) cell_step<Cell>(a + v * K, in[v], p[v], nx + v * K);
+  for (int v = 0; v < V; ++v) {
+    if constexpr (Rough)
+      rough_cell_step<Cell>(a + v * K, in[v], p[v], nx + v * K);
+    else
+      cell_step<Cell>(a + v * K, in[v], p[v], nx + v * K);
+  }
   if (Correct) {
     R nb[V * K];
 #pragma unroll
@@ -162,12 +191,16 @@ __device__ __forceinline__ bool step_range(const LanePtr<const S>& u, const Lane
 /// warp calls it with the same range; `live` says whether this thread steps
 /// (an idle lane, or a correction this thread does not need, only copies).
 /// Correct: returns true where the thread merged (or was not live); the warp
-/// stops once none of its threads is live.
+/// stops once none of its threads is live. The first `rough_blocks` whole
+/// blocks of a burn-in (16-bit storage, neither Correct nor Write) step with
+/// rough activations (rough_float.cuh). defer_first: the first block's
+/// copies are waited for before the next block's start
+/// (tuning::sequential_defer_copies).
 template <class Cell, class S, class R, int PP, bool Correct, bool Write, class Stage>
 __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& st,
                                                   const R (&p)[Stage::lanes_per_thread][PP], index_t t0, index_t t1,
                                                   R* a, R* b, InputProbe<S, Stage::lanes_per_thread>& probe,
-                                                  bool live) {
+                                                  bool live, int rough_blocks, bool defer_first) {
   constexpr int G = cell_traits<Cell>::G;
   constexpr int D = Stage::steps, V = Stage::lanes_per_thread, NS = Stage::stages;
   using Pack = LanePack<S, V>;
@@ -178,7 +211,8 @@ __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& s
   const int n = static_cast<int>(t1 - t0), full = n / D, rest = n % D, blocks = full + (rest > 0);
   S* out = Write ? st.at(t0, 0) : nullptr;
   sg.seek(t0);
-  // Block k's copies go to stage k % NS; NS - 1 blocks are in flight ahead.
+  // Block k's copies go to stage k % NS; NS - 1 blocks are in flight ahead
+  // (with defer_first, from the second block on).
   auto issue = [&](int k) {
     const int stage = static_cast<int>(static_cast<unsigned>(k) % NS);
     if (k < full)
@@ -188,15 +222,24 @@ __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& s
     else
       __pipeline_commit();  // an empty group keeps wait_prior's count
   };
+  issue(0);
+  if (!defer_first)
 #pragma unroll
-  for (int k = 0; k < NS - 1; ++k) issue(k);
+    for (int j = 1; j < NS - 1; ++j) issue(j);
   for (int k = 0; k < blocks; ++k) {
-    issue(k + NS - 1);
-    __pipeline_wait_prior(NS - 1);
+    if (k == 0 && defer_first) {  // the first block alone, then the others
+      __pipeline_wait_prior(0);
+#pragma unroll
+      for (int j = 1; j < NS; ++j) issue(j);
+    } else {
+      issue(k + NS - 1);
+      __pipeline_wait_prior(NS - 1);
+    }
     __syncwarp();  // the warp's copies of block k have landed
     const int stage = static_cast<int>(static_cast<unsigned>(k) % NS);
-    // Step i of the block; true where the thread merged.
-    auto step = [&](int i) {
+    // Step i of the block (rough: a std::integral_constant<bool, ...>);
+    // true where the thread merged.
+    auto step = [&](int i, auto rough) {
       R cur[V][G];
 #pragma unroll
       for (int g = 0; g < G; ++g) {  // load, check and convert input g (unpack_step, interleaved)
@@ -207,19 +250,27 @@ __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& s
 #pragma unroll
         for (int v = 0; v < V; ++v) cur[v][g] = lanes[v];
       }
-      return one_step<Cell, Pack, S, R, V, PP, Correct, Write>(cur, p, a, b, out, st.st, st.sc);
+      return one_step<Cell, Pack, S, R, V, PP, Correct, Write, decltype(rough)::value>(cur, p, a, b, out, st.st,
+                                                                                       st.sc);
     };
+    // Rough steps are compiled where staging is tuned (16-bit storage): in
+    // fp32's 64-register staged kernel they cost spills.
+    constexpr bool can_rough = !Correct && !Write && sizeof(S) == 2;
+    using exact = std::false_type;
     if (live) {
       const int len = k < full ? D : rest;
       int i = 0;
-      if (k < full) {  // a whole block: no per-step bound checks
+      if (can_rough && k < full && k < rough_blocks) {  // never merges: no check
+#pragma unroll
+        for (; i < D; ++i) step(i, std::integral_constant<bool, can_rough>{});
+      } else if (k < full) {  // a whole block: no per-step bound checks
 #pragma unroll
         for (; i < D; ++i)
-          if (step(i)) break;
+          if (step(i, exact{})) break;
       } else {
 #pragma unroll
         for (; i < D - 1; ++i)
-          if (i >= rest || step(i)) break;
+          if (i >= rest || step(i, exact{})) break;
       }
       if (i < len) {  // stopped before the block's end: merged
         live = false;
@@ -239,6 +290,16 @@ __device__ __forceinline__ bool step_range_staged(Stage& sg, const LanePtr<S>& s
 /// Stands for "no staging": the kernel prefetches into registers.
 struct NoStage {};
 
+/// Steps a kernel prefetches together: a stage's (Stage::steps), or D for
+/// the register path.
+template <class Stage, int D>
+constexpr int prefetch_block_steps() {
+  if constexpr (std::is_same<Stage, NoStage>::value)
+    return D;
+  else
+    return Stage::steps;
+}
+
 /// The calling thread's part of its warp's input stages, in the block's
 /// staging memory `smem` (one warp's after another); nothing for NoStage.
 template <class Stage, class S>
@@ -255,14 +316,17 @@ __device__ __forceinline__ Stage make_stage(unsigned char* smem, const View<cons
 
 /// One range of steps by the kernel's chosen path (`sg`: an InputStage, or
 /// NoStage for the register prefetch). Returns what step_range returns, and
-/// true where !live.
+/// true where !live. `rough_blocks`: step_range_staged's (the register path
+/// steps exactly).
 template <class Cell, class S, class R, int D, int V, int PP, bool Correct, bool Write, class Stage>
 __device__ __forceinline__ bool run_range(Stage& sg, const LanePtr<const S>& u, const LanePtr<S>& st,
                                           const R (&p)[V][PP], index_t t0, index_t t1, R* a, R* b,
-                                          InputProbe<S, V>& probe, bool live) {
+                                          InputProbe<S, V>& probe, bool live, int rough_blocks = 0,
+                                          bool defer_first = false) {
 #if FLASHRNN_CUDA_STAGING
   if constexpr (!std::is_same<Stage, NoStage>::value) {
-    return step_range_staged<Cell, S, R, PP, Correct, Write>(sg, st, p, t0, t1, a, b, probe, live);
+    return step_range_staged<Cell, S, R, PP, Correct, Write>(sg, st, p, t0, t1, a, b, probe, live, rough_blocks,
+                                                             defer_first);
   } else  // NOLINT(readability/braces): the register path closes both branches
 #endif
   {
@@ -337,8 +401,9 @@ __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential
       start[v * K + k] = s[v * K + k];
     }
   }
-  const index_t len = (a.T + C - 1) / C;
-  const index_t t0 = min(a.T, c * len), t1 = min(a.T, t0 + len);
+  const SegmentRange range = a.balanced_segments ? segment_range(c, C, a.T, a.burn_in, prefetch_block_steps<Stage, D>())
+                                                 : segment_range(c, C, a.T, 0, 1);
+  const index_t t0 = range.t0, t1 = range.t1;
   if (c > 0 && a.burn_in > 0) {
     // The start guess: the last burn_in steps before t0 from zero (from s0
     // when they reach back to step 0, which makes the guess exact).
@@ -350,12 +415,16 @@ __global__ void __launch_bounds__((sequential_max_threads<Stage>()), (sequential
       for (int k = 0; k < K; ++k) s[v * K + k] = active && tb == 0 && s0.base ? load_r(s0.at(0, k)) : R(0);
     }
     InputProbe<S, V> unused = LanePack<S, V>::probe_zero();
-    run_range<Cell, S, R, D, V, PP, false, false>(sg, u, st, p, tb, t0, s, nullptr, unused, active);
+    // Rough first steps only where the guess starts from zero (from s0 it is exact).
+    const int rough_blocks = tb > 0 ? a.rough_burn_in / prefetch_block_steps<Stage, D>() : 0;
+    run_range<Cell, S, R, D, V, PP, false, false>(sg, u, st, p, tb, t0, s, nullptr, unused, active, rough_blocks,
+                                                  a.defer_copies);
 #pragma unroll
     for (int k = 0; k < VK; ++k) start[k] = s[k];
   }
   InputProbe<S, V> u_probe = LanePack<S, V>::probe_zero();
-  run_range<Cell, S, R, D, V, PP, false, Write>(sg, u, st, p, t0, t1, s, nullptr, u_probe, active);
+  run_range<Cell, S, R, D, V, PP, false, Write>(sg, u, st, p, t0, t1, s, nullptr, u_probe, active, 0,
+                                                a.defer_copies);
   if (C > 1)
     correction_rounds<VK, true, staged>(reinterpret_cast<R*>(sequential_smem), c, C, active, s, start,
                                         [&](R (&fresh)[VK], R (&old)[VK], bool needs) {

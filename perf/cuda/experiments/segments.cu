@@ -15,7 +15,7 @@
 // fp32/bf16, HeadTanh4 fp32/bf16/fp64), "staged" (registers against inputs
 // staged in shared memory), "miss" (staged at the issue's bf16 miss), "fit"
 // (staged, bf16, segment counts 1-16 and lanes 8192-65536; "fit-fine":
-// lane pairs, every count 2-16), "burn" (burn-in lengths) or
+// lane pairs, every count 2-16), "burn" (burn-in lengths), "rough" (burn-ins with rough first steps) or
 // "profile" (one launch each of five shapes, for ncu --kernel-name
 // regex:sequential_forward; "profile-miss": the issue's bf16 miss only).
 #include <cstdio>
@@ -431,6 +431,65 @@ void burn() {
     }
 }
 
+/// Rough burn-in steps (tuning::sequential_rough_burn_in), segments of equal
+/// work and deferred copies: the tuned launch with each forced on and off,
+/// timed as bench_cuda times (a device report, two copies of u taken in
+/// turn). Columns: r<rough steps of the 48-step burn-in>, b = balanced, d =
+/// deferred; the first column is repeated at the end (the first launches of
+/// a shape run a little slower).
+template <class Cell, class S>
+void rough_shape(const char* dtype, int H, long T, double peak) {
+  Problem<Cell, S> pr(H, T);
+  SolverOptions o = timing_options();
+  o.mode = Mode::sequential;
+  std::printf("%-8s %s lanes=%-6ld T=%-6ld", Cell::name, dtype, static_cast<long>(index_t(pr.B) * H), T);
+  cuda::DeviceReport* rep = nullptr;
+  CK(cudaMalloc(&rep, sizeof(cuda::DeviceReport)));
+  S* u2 = nullptr;
+  CK(cudaMalloc(&u2, pr.nu * sizeof(S)));
+  CK(cudaMemcpy(u2, pr.u, pr.nu * sizeof(S), cudaMemcpyDeviceToDevice));
+  const int variants[][3] = {{0, 0, 0},  {16, 0, 0}, {24, 0, 0}, {0, 1, 0},  {0, 0, 1},
+                             {0, 1, 1},  {16, 1, 0}, {16, 0, 1}, {16, 1, 1}, {0, 0, 0}};  // rough, balanced, deferred
+  for (const auto& v : variants) {
+    int turn = 0;
+    const float ms = median_ms([&] {
+      View<const S> u = pr.uv();
+      if (++turn % 2) u.data = u2;
+      cuda::detail::forward_async_with<Cell, S>(u, pr.pv(), {}, pr.sv(), {}, o, rep, {0, 48, 0, 0, v[0], v[1], v[2]},
+                                                nullptr);
+    });
+    std::printf(" r%d%s%s %.4f (%4.1f%%)", v[0], v[1] ? "b" : "", v[2] ? "d" : "", ms,
+                100.0 * pr.gigabytes() / (ms * 1e-3) / peak);
+  }
+  std::printf("\n");
+  CK(cudaFree(u2));
+  CK(cudaFree(rep));
+}
+
+void rough() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const double peak = copy_gbs();
+  std::printf("device-to-device copy: %.0f GB/s\n", peak);
+  for (int H : {1024, 4096})
+    for (long T : {2048L, 8192L}) {
+      if (H == 4096 && T == 8192) continue;
+      rough_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+      rough_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
+    }
+  rough_shape<cells::DiagTanh, __nv_bfloat16>("bf16", 1024, 2048, peak);
+  for (int H : {256, 1024}) {
+    const long T = H == 256 ? 2048L : 512L;
+    rough_shape<cells::ParaGRU, __nv_bfloat16>("bf16", H, T, peak);
+    rough_shape<cells::ParaLSTM, __nv_bfloat16>("bf16", H, T, peak);
+  }
+  // fp32: the register path (equal-work segments only), whole-warp
+  // segments from 16384 lanes.
+  for (int H : {1024, 2048, 4096}) {
+    rough_shape<cells::ParaGRU, float>("fp32", H, 2048, peak);
+    rough_shape<cells::ParaLSTM, float>("fp32", H, 2048, peak);
+  }
+}
+
 /// Staged launches over every segment count 1-16 worth trying, one and two
 /// lanes a thread, lanes 8192-65536, T 2048 / 8192: the data behind the
 /// staged segment and pairs rule.
@@ -534,5 +593,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && !std::strcmp(argv[1], "fit")) return xb::fit(false), 0;
   if (argc > 1 && !std::strcmp(argv[1], "fit-fine")) return xb::fit(true), 0;
   if (argc > 1 && !std::strcmp(argv[1], "burn")) return xb::burn(), 0;
+  if (argc > 1 && !std::strcmp(argv[1], "rough")) return xb::rough(), 0;
   xb::run(argc > 1 && !std::strcmp(argv[1], "quick"), argc > 1 && !std::strcmp(argv[1], "few"));
 }

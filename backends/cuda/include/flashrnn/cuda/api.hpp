@@ -66,6 +66,10 @@ struct SequentialOverrides {
   int lanes_per_thread = 0;  ///< 1, or 2 (InvalidArgument where pairs do not fit); 0 = tuned
   int staged = 0;            ///< 1: inputs prefetched into registers; 2: staged in shared memory
                              ///< (InvalidArgument where staging does not fit); 0 = tuned
+  int rough_burn_in = -1;    ///< burn-in steps with rough activations (staged 16-bit), >= 0; -1 = tuned
+  int balanced = -1;         ///< 1: segments of equal work, 0: of equal length; -1 = tuned
+  int defer_copies = -1;     ///< staged: 1 copies a range's later blocks once its first landed, 0 with it;
+                             ///< -1 = tuned
 };
 /// forward_async with Mode::sequential's launch choices forced.
 template <class Cell, class S>

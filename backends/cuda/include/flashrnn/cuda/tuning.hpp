@@ -50,6 +50,22 @@ constexpr index_t min_segment_steps = 64;
 /// issue's bf16 8192 x 2048 and up to 3 % slower only at ParaLSTM fp32,
 /// 32768 lanes, T = 512.
 constexpr int sequential_burn_in = 48;
+/// Steps at the start of that burn-in (whole blocks of the staged kernel's
+/// prefetch, 16-bit storage; the others step exactly) stepped with rough
+/// activations (rough_float.cuh): they only have to forget the zero start,
+/// which the hardware's tanh.approx does as well as exact activations do
+/// (a CPU emulation, perf/cuda/experiments/merge_lengths.py: 16 rough and
+/// 32 exact steps leave about as few corrections as 48 exact ones; 32 rough
+/// and 16 exact leave many). On an H200 (segments.cu rough, perf/README.md)
+/// 16 and 24 are 0.5-3 % faster than none for bf16 ParaGRU/ParaLSTM.
+constexpr int sequential_rough_burn_in = 16;
+/// Whether the staged forward copies a range's first block alone and the
+/// next once it has landed (input_stage.cuh): every warp starts its burn-in
+/// at the kernel's start and its range at the burn-in's end, all together,
+/// and the first blocks then arrive ahead of the burst of the second ones.
+/// With equal-work segments, 2-3 % faster at the bf16 8192 x 2048
+/// (H200, segments.cu rough).
+constexpr bool sequential_defer_copies = true;
 /// The backward's sequential adjoint keeps the 32 measured with the forward's
 /// earlier sweep (its burn-in was not swept again).
 constexpr int sequential_backward_burn_in = 32;
