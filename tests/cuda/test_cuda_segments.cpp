@@ -390,7 +390,7 @@ void check_staged_small() {
 /// The start guess's shortcuts change no bit: rough burn-in steps (none,
 /// some, more than the burn-in), segments of equal length or equal work,
 /// and deferred copies, each forced on and off, staged and in registers,
-/// against one thread stepping each lane. Half-warp segments (9 and 16) run
+/// against one thread stepping each lane. Half-warp segments (16, registers) run
 /// a balanced cut's ranges one after the other in a warp.
 template <class Cell, class S>
 void check_guess_shortcuts(Inputs inputs = Inputs::random) {

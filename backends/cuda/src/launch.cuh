@@ -223,8 +223,8 @@ void launch_sequential_kernel(FwdArgs<S, R> a, int segments, cudaStream_t stream
   // Staged, a segment's lanes are always a whole warp (blocks of up to 512
   // threads: the kernel needs ~64 registers).
   const int lt = staged && segments > 1 ? 32 : sequential_block_lanes(segments);
-  // Segments of equal work where a warp steps one segment (segment_range.hpp).
-  if (a.balanced_segments < 0) a.balanced_segments = lt >= 32;
+  // Segments of equal work where the inputs are staged (segment_range.hpp).
+  if (a.balanced_segments < 0) a.balanced_segments = staged;
   const index_t threads = (a.lanes + V - 1) / V;
   const index_t blocks = (threads + lt - 1) / lt;
   std::size_t smem = segment_ends_bytes<R>(segments, lt, V * K);

@@ -22,12 +22,14 @@ struct SegmentRange {
 /// lengths (ceil(T / C) rounded up to the grain; the last one shorter). The
 /// ranges tile [0, T) in order; trailing ones may be empty.
 ///
-/// Balancing pays where each warp steps one segment (the staged kernel): at
-/// equal lengths the first segment's warp idles through the others'
-/// burn-in (4 % of the work at C = 12, T = 2048, burn-in 48). Where a warp
-/// holds several segments, their burn-in and their ranges run one after the
-/// other in it, and unequal ranges cost more than they save (10-13 % slower
-/// at 2048 lanes, half-warp segments; segments.cu rough, perf/README.md).
+/// The staged kernel balances (H200, segments.cu rough, perf/README.md):
+/// each of its warps steps one segment, and at equal lengths the first
+/// segment's warp idled through the others' burn-in (4 % of the work at
+/// C = 12, T = 2048, burn-in 48): 1-3 % faster at 8192-32768 lanes. The
+/// register path keeps equal lengths: where a warp holds several segments
+/// (half-warp segments) their burn-in and their ranges run one after the
+/// other in it, and balancing was 10-13 % slower (2048 lanes); with
+/// whole-warp segments (fp32, 8192 lanes, 8 segments) 0.5-3 % slower.
 FLASHRNN_HOST_DEVICE inline SegmentRange segment_range(int c, int C, index_t T, int burn_in, int grain) {
   auto round_up = [grain](index_t n) { return (n + grain - 1) / grain * grain; };
   // The first segment: its share of T plus the others' burn-ins.

@@ -17,9 +17,9 @@
 // end state and its successor is corrected again in the next round; after
 // C - 1 rounds every start is exact. The result is bitwise that of stepping
 // the whole sequence in one thread, whatever the cell does. So the guess may
-// be cheap: the staged kernel steps the burn-in's first blocks with rough
-// activations (rough_float.cuh), and where a warp steps one segment the first
-// segment is longer by the others' burn-in (segment_range.hpp).
+// be cheap: the staged 16-bit kernel steps the burn-in's first blocks with
+// rough activations (rough_float.cuh), and the staged kernel makes the first
+// segment longer by the others' burn-in (segment_range.hpp).
 #pragma once
 #include "input_stage.cuh"
 #include "kernels.cuh"

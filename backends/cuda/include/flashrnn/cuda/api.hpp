@@ -67,7 +67,7 @@ struct SequentialOverrides {
   int staged = 0;            ///< 1: inputs prefetched into registers; 2: staged in shared memory
                              ///< (InvalidArgument where staging does not fit); 0 = tuned
   int rough_burn_in = -1;    ///< burn-in steps with rough activations (staged 16-bit), >= 0; -1 = tuned
-  int balanced = -1;         ///< 1: segments of equal work, 0: of equal length; -1 = tuned
+  int balanced = -1;         ///< 1: segments of equal work, 0: of equal length; -1 = tuned (staged: 1)
   int defer_copies = -1;     ///< staged: 1 copies a range's later blocks once its first landed, 0 with it;
                              ///< -1 = tuned
 };
