@@ -123,7 +123,7 @@ struct FwdArgs {
   DeviceReport* rep;
   int burn_in = 0;  // sequential forward: steps before a segment that make its start guess
   int rough_burn_in = 0;      // ... of which the first, in whole blocks, rough (rough_float.cuh; staged 16-bit)
-  int balanced_segments = 0;  // 1: segments of equal work (segment_range.hpp); -1: the launcher decides
+  int balanced_segments = 0;  // 1: segments of equal work (segment_range.hpp)
   int defer_copies = 0;       // staged: 1 copies a range's later blocks once its first has landed
 };
 

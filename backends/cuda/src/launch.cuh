@@ -217,14 +217,12 @@ constexpr bool staging_compiled() {
 #endif
 
 template <class Cell, class S, class R, int V, class Stage>
-void launch_sequential_kernel(FwdArgs<S, R> a, int segments, cudaStream_t stream) {
+void launch_sequential_kernel(const FwdArgs<S, R>& a, int segments, cudaStream_t stream) {
   constexpr int K = cell_traits<Cell>::K;
   constexpr bool staged = !std::is_same<Stage, NoStage>::value;
   // Staged, a segment's lanes are always a whole warp (blocks of up to 512
   // threads: the kernel needs ~64 registers).
   const int lt = staged && segments > 1 ? 32 : sequential_block_lanes(segments);
-  // Segments of equal work where the inputs are staged (segment_range.hpp).
-  if (a.balanced_segments < 0) a.balanced_segments = staged;
   const index_t threads = (a.lanes + V - 1) / V;
   const index_t blocks = (threads + lt - 1) / lt;
   std::size_t smem = segment_ends_bytes<R>(segments, lt, V * K);
@@ -359,7 +357,6 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
     const int want_segments = forced.segments > 0 ? forced.segments : options.sequential_segments;
     a.burn_in = forced.burn_in >= 0 ? forced.burn_in : tuning::sequential_burn_in;
     a.rough_burn_in = forced.rough_burn_in >= 0 ? forced.rough_burn_in : tuning::sequential_rough_burn_in;
-    a.balanced_segments = forced.balanced;  // -1: launch_sequential_kernel's rule
     a.defer_copies = forced.defer_copies >= 0 ? forced.defer_copies : tuning::sequential_defer_copies;
     // Where tuning stages the inputs in shared memory, lane pairs with their
     // own segment count, if pairs and staging fit and nothing forces another
@@ -388,6 +385,8 @@ Mode detail::forward_async_with(View<const S> u, View<const S> p, View<const S> 
             2);
       staged = forced.staged == 2 || (stage_tuned && stage_possible);
     }
+    // Segments of equal work where the inputs are staged (segment_range.hpp).
+    a.balanced_segments = forced.balanced >= 0 ? forced.balanced : staged;
     detail::launch_sequential<Cell, S, R>(a, C, V, staged, stream);
     return mode;
   }

@@ -67,7 +67,8 @@ FLASHRNN_HOST_DEVICE inline float sigmoid(float x) {
 // 9.5e-7 (at x = -0.215); the degree-5 one stays below it (the test's bound
 // is 1e-5). CUDA's tanhf is the same two forms with a wider polynomial
 // range, a clamp and a copysign (15 instructions); tanh.approx (error
-// ~2^-11) was rejected for accuracy (perf/README.md). Saturates to exactly
+// ~2^-11) was rejected for accuracy (perf/README.md; it serves only the
+// burn-in's rough steps, backends/cuda/src/rough_float.cuh). Saturates to exactly
 // +-1 (e^2x overflows to inf or flushes to 0); NaN stays NaN.
 FLASHRNN_HOST_DEVICE inline float tanh(float x) {
 #if defined(__CUDA_ARCH__) && defined(FLASHRNN_CUDA_16BIT_ACTIVATIONS)

@@ -60,7 +60,7 @@ constexpr int sequential_burn_in = 48;
 /// 16 and 24 are 0.5-3 % faster than none for bf16 ParaGRU/ParaLSTM.
 constexpr int sequential_rough_burn_in = 16;
 /// Whether the staged forward copies a range's first block alone and the
-/// next once it has landed (input_stage.cuh): every warp starts its burn-in
+/// next once it has landed (step_range_staged): every warp starts its burn-in
 /// at the kernel's start and its range at the burn-in's end, all together,
 /// and the first blocks then arrive ahead of the burst of the second ones.
 /// With equal-work segments, 2-3 % faster at the bf16 8192 x 2048
